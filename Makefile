@@ -1,0 +1,77 @@
+# shoprank: fine-tune -> ONNX -> INT8 -> Triton ensemble -> gRPC/HTTP.  `make help` lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+ARTIFACTS   ?= artifacts
+MODEL       ?= $(ARTIFACTS)/model
+DATA        ?= default
+BASE_MODEL  ?=
+EPOCHS      ?= 2
+MAX_LENGTH  ?= 64
+ENGINE      ?= int8
+TARGET      ?= python
+HOST        ?= 127.0.0.1
+HTTP_PORT   ?= 8000
+GRPC_PORT   ?= 8001
+METRICS_PORT?= 8002
+TEST_ARGS   ?=
+
+ENGINE_FILE  = $(ARTIFACTS)/onnx/model.$(ENGINE).onnx
+SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed  ## create/refresh .venv from the pinned requirements (fast when current)
+
+data: venv  ## write the synthetic default data (data/default/clicks.csv)
+	$(PY) -c "from shoprank.synthetic import ensure_default_data as e; print(e())"
+
+finetune: venv  ## fine-tune the cross-encoder (DATA=, BASE_MODEL=, EPOCHS=, MAX_LENGTH=) -> $(MODEL)
+	$(PY) build/finetune.py --data "$(DATA)" --out-dir "$(MODEL)" --epochs $(EPOCHS) --max-length $(MAX_LENGTH) \
+		$(if $(BASE_MODEL),--base-model "$(BASE_MODEL)")
+
+onnx: venv  ## export $(MODEL) to ONNX FP32, checked against PyTorch
+	$(PY) build/export_onnx.py --model "$(MODEL)"
+
+int8: venv  ## ONNX Runtime INT8 from the FP32 ONNX, gated on validation NDCG@10
+	$(PY) build/quantize_int8.py --model "$(MODEL)"
+
+repository: venv  ## generate model_repository/ for TARGET=python|onnxruntime|tensorrt with ENGINE=int8|fp32
+	$(PY) build/make_repository.py --model "$(MODEL)" --engine "$(ENGINE_FILE)" --target $(TARGET)
+
+serve: venv  ## start tritonserver in the background on $(HOST) and wait until ready
+	$(PY) -m shoprank.server start $(SERVER_ARGS)
+
+stop: venv  ## stop the server started by `make serve`
+	$(PY) -m shoprank.server stop
+
+status: venv  ## is the server ready?
+	$(PY) -m shoprank.server status $(SERVER_ARGS)
+
+query: venv  ## rank a few example products over gRPC and HTTP against the running server
+	$(PY) build/demo_queries.py --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
+
+demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, query, stop
+	@t0=$$(date +%s.%N); $(MAKE) --no-print-directory venv; t1=$$(date +%s.%N); \
+	$(PY) build/demo.py --setup-seconds "$$t0 $$t1"
+
+test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
+	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+clean:  ## remove built artifacts and generated repository files (keeps .venv)
+	-$(PY) -m shoprank.server stop 2>/dev/null
+	rm -rf $(ARTIFACTS) .run reports data/default
+	git clean -fdX model_repository

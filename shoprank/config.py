@@ -1,0 +1,71 @@
+"""Every shared fact of shoprank, in one place.
+
+Build scripts, Triton models, clients, load tests and tests read these names instead of
+repeating literals. Values a deployment may change (ports, max length, engine) can be
+overridden by environment variables of the same name prefixed with SHOPRANK_.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env(name: str, default):
+    raw = os.environ.get(f"SHOPRANK_{name}")
+    if raw is None:
+        return default
+    return type(default)(raw)
+
+
+# --- Paths -------------------------------------------------------------------------------
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS_DIR = Path(_env("ARTIFACTS_DIR", str(PROJECT_ROOT / "artifacts")))
+MODEL_REPOSITORY = Path(_env("MODEL_REPOSITORY", str(PROJECT_ROOT / "model_repository")))
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "default"
+# Real judgments beside the checkout (present on the developers' machines only).
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "homedepot_relevance.csv"
+RUN_DIR = PROJECT_ROOT / ".run"  # pid file, server log, prepared backend folder
+REPORTS_DIR = PROJECT_ROOT / "reports"
+
+# --- Model inputs --------------------------------------------------------------------------
+MAX_SEQ_LEN = _env("MAX_SEQ_LEN", 64)  # tokens per (query, product text) pair, [CLS]/[SEP] included
+# The tokenizer pads each request to the smallest bucket that holds its longest pair, so that
+# requests of similar length have equal shapes and Triton's dynamic batcher can merge them.
+SEQ_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# Texts are cut to this many characters before tokenization: bounds the work a huge text can
+# cause, far above what MAX_SEQ_LEN tokens can cover in practice.
+MAX_TEXT_CHARS = 4096
+MAX_CANDIDATES = 1000  # per request; also the ranker's max_batch_size floor
+
+# --- Engine tensor contract (ONNX, TensorRT and the Triton ranker share it) ------------------
+ENGINE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+ENGINE_OUTPUT = "logits"
+ID_DTYPE = "int32"  # one dtype for all engines: TensorRT prefers INT32 ids; the graph casts inside
+ONNX_OPSET = 17  # >= 17 keeps LayerNormalization as one op (needed for safe FP16)
+
+# --- Triton model repository -------------------------------------------------------------------
+ENSEMBLE_MODEL = "rank"
+TOKENIZER_MODEL = "tokenizer"
+RANKER_MODEL = "ranker"
+SORTER_MODEL = "sorter"
+QUERY = "QUERY"            # BYTES [1]
+CANDIDATES = "CANDIDATES"  # BYTES [-1], product texts
+TOP_K = "TOP_K"            # INT32 [1]; 0 means all candidates
+INDICES = "INDICES"        # INT32 [-1], positions in CANDIDATES, best first
+SCORES = "SCORES"          # FP32 [-1], click probabilities, same order as INDICES
+# Names of the tensors between ensemble steps (tokenizer -> ranker -> sorter).
+RANKER_LOGITS = "LOGITS"
+RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may hold
+RANKER_QUEUE_DELAY_US = 2000
+ENGINE_THREADS = _env("ENGINE_THREADS", 0)  # 0: ONNX Runtime uses every core for one call
+
+# --- Server ------------------------------------------------------------------------------------
+HOST = _env("HOST", "127.0.0.1")
+HTTP_PORT = _env("HTTP_PORT", 8000)
+GRPC_PORT = _env("GRPC_PORT", 8001)
+METRICS_PORT = _env("METRICS_PORT", 8002)
+SERVER_START_TIMEOUT_S = 180
+
+# --- Training defaults -----------------------------------------------------------------------
+SEED = 13
+VALID_FRACTION = 0.1  # share of queries held out for validation (split by query, never by row)

