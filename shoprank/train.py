@@ -28,7 +28,7 @@ class TrainConfig:
     mapping: str = "auto"
     base_model: str | None = None    # any local HF encoder folder; default: bundled MiniLM-L6
     out_dir: str = str(config.ARTIFACTS_DIR / "model")
-    epochs: float = 2.0
+    epochs: float = 1.0
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = config.MAX_SEQ_LEN
