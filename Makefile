@@ -18,16 +18,24 @@ HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
 METRICS_PORT?= 8002
 TEST_ARGS   ?=
+PROFILE     ?= cpu
+CAPACITY    ?=
+P50_MS      ?=
+P95_MS      ?=
+P99_MS      ?=
+LOADTEST_ARGS ?=
+CONCURRENCY ?= 1,2,4,8
 
 ENGINE_FILE  = $(ARTIFACTS)/onnx/model.$(ENGINE).onnx
+PERF_ANALYZER = $(ARTIFACTS)/tools/perf_analyzer/perf_analyzer/bin/perf_analyzer
 SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +78,19 @@ demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, q
 
 test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+loadtest: venv  ## Locust gRPC+HTTP load vs loadtests/targets.toml (PROFILE=cpu|gpu, CAPACITY=1, P50_MS=...); exit 1 on a miss
+	$(PY) loadtests/run.py loadtest --profile $(PROFILE) $(SERVER_ARGS) $(if $(CAPACITY),--capacity) \
+		$(if $(P50_MS),--p50-ms $(P50_MS)) $(if $(P95_MS),--p95-ms $(P95_MS)) $(if $(P99_MS),--p99-ms $(P99_MS)) \
+		$(LOADTEST_ARGS)
+
+$(PERF_ANALYZER): | venv
+	$(PY) loadtests/run.py install-perf-analyzer --tools $(ARTIFACTS)/tools
+
+perf-tools: $(PERF_ANALYZER)  ## install perf_analyzer (PyPI perf-analyzer) into $(ARTIFACTS)/tools
+
+perf: venv $(PERF_ANALYZER)  ## perf_analyzer sweep on the rank ensemble (CONCURRENCY=1,2,4,8) -> reports/loadtest/perf
+	$(PY) loadtests/run.py perf --profile $(PROFILE) $(SERVER_ARGS) --concurrency $(CONCURRENCY) --tools $(ARTIFACTS)/tools
 
 clean:  ## remove built artifacts and generated repository files (keeps .venv)
 	-$(PY) -m shoprank.server stop 2>/dev/null
