@@ -13,6 +13,7 @@ EPOCHS      ?= 1
 MAX_LENGTH  ?= 64
 ENGINE      ?= int8
 TARGET      ?= python
+PRECISION   ?= fp16
 HOST        ?= 127.0.0.1
 HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
@@ -32,7 +33,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -78,6 +79,15 @@ demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, q
 
 test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+qdq: venv  ## explicit INT8 (QDQ) ONNX for TensorRT from 512 training pairs; fails if validation NDCG@10 drops > 0.005
+	$(PY) build/quantize_qdq.py --model "$(MODEL)"
+
+engine: venv  ## TensorRT plan PRECISION=fp16|int8 -> model_repository ranker (tensorrt_plan); NVIDIA GPU + TensorRT; polygraphy-gated
+	$(PY) build/build_engine.py --precision $(PRECISION) --model "$(MODEL)"
+
+gpu-check: venv  ## on a GPU host: both engines, polygraphy, serve the TensorRT ranker, rank checks, short load test
+	PY="$(PY)" MODEL="$(MODEL)" build/gpu_check.sh
 
 loadtest: venv  ## Locust gRPC+HTTP load vs loadtests/targets.toml (PROFILE=cpu|gpu, CAPACITY=1, P50_MS=...); exit 1 on a miss
 	$(PY) loadtests/run.py loadtest --profile $(PROFILE) $(SERVER_ARGS) $(if $(CAPACITY),--capacity) \
