@@ -14,6 +14,10 @@ MAX_LENGTH  ?= 64
 ENGINE      ?= int8
 TARGET      ?= python
 PRECISION   ?= fp16
+SPLIT       ?= valid
+ONNX_DIR    ?= $(ARTIFACTS)/onnx
+GRPC        ?=
+EVAL_ARGS   ?=
 HOST        ?= 127.0.0.1
 HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
@@ -33,7 +37,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -79,6 +83,13 @@ demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, q
 
 test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+eval: venv  ## quality of every variant + baselines on validation queries (MODEL=, DATA=, SPLIT=valid|all, GRPC=) -> reports/quality.md
+	$(PY) build/eval.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \
+		$(if $(filter command line environment,$(origin DATA)),--data "$(DATA)") $(if $(GRPC),--grpc "$(GRPC)") $(EVAL_ARGS)
+
+recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~36 CPU-min) -> $(MODEL) + training.png
+	PY="$(PY)" build/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
 
 qdq: venv  ## explicit INT8 (QDQ) ONNX for TensorRT from 512 training pairs; fails if validation NDCG@10 drops > 0.005
 	$(PY) build/quantize_qdq.py --model "$(MODEL)"

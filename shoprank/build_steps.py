@@ -14,10 +14,14 @@ import numpy as np
 from . import config, data, metrics
 from .engine import OrtEngine, sigmoid
 from .modeling import engine_module, load_cross_encoder, model_max_length, torch_logits
+from .quality_gate import DEFAULT_MAX_NDCG_DROP  # noqa: F401  (the margin of the other conversions)
 from .tokenize import PairEncoder
 
 ONNX_MAX_ABS_DIFF = 1e-4        # ONNX Runtime FP32 vs PyTorch logits
-INT8_MAX_NDCG_DROP = 0.01       # validation NDCG@10, INT8 vs FP32
+# Validation NDCG@10, CPU INT8 vs FP32. Looser than DEFAULT_MAX_NDCG_DROP (0.005): the default
+# data's 86 judged validation queries make a 0.005 gate noise-bound (the demo model's INT8
+# measured -0.0059 there, -0.0005 on 842 Home Depot queries).
+INT8_MAX_NDCG_DROP = 0.01
 ONNX_DIR = config.ARTIFACTS_DIR / "onnx"
 FP32_ONNX = ONNX_DIR / "model.fp32.onnx"
 INT8_ONNX = ONNX_DIR / "model.int8.onnx"
@@ -99,12 +103,21 @@ def quantize_int8(model_dir: str | Path, fp32_path: str | Path = FP32_ONNX, out_
 
 
 def compare_engines(model_dir, reference_path, candidate_path, limit: int | None = None) -> dict:
-    """Agreement of two ONNX engines on validation queries: the quality gate's numbers."""
+    """Agreement of two ONNX engines on validation queries: the quality gate's numbers.
+
+    Each query is scored in its own engine call with its judged products, as a rank request
+    is served: dynamic INT8 takes activation scales from the whole call, so scoring many
+    queries per call would measure something never served."""
+    from .evaluation import per_request_logits
+
     valid = validation_pairs(model_dir, limit)
     encoder = PairEncoder.from_dir(model_dir, max_length=model_max_length(model_dir))
-    queries, texts = valid["query"].tolist(), valid["text"].tolist()
-    ref = sigmoid(OrtEngine(reference_path).score_pairs(encoder, queries, texts))
-    cand = sigmoid(OrtEngine(candidate_path).score_pairs(encoder, queries, texts))
+
+    def served_like(path):
+        engine = OrtEngine(path)
+        return sigmoid(per_request_logits(valid, lambda query, texts: engine.logits(encoder.encode(query, texts))))
+
+    ref, cand = served_like(reference_path), served_like(candidate_path)
     ref_q, cand_q = metrics.evaluate(valid, ref), metrics.evaluate(valid, cand)
     agree = metrics.agreement(ref, cand, valid)
     return {"pairs": len(valid), "queries": int(valid["query"].nunique()),

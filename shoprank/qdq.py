@@ -26,7 +26,7 @@ from .modeling import model_max_length, read_model_card
 from .tokenize import PairEncoder
 
 QDQ_ONNX = ONNX_DIR / "model.qdq.onnx"
-QDQ_MAX_NDCG_DROP = 0.005     # validation NDCG@10, QDQ INT8 vs FP32 (the INT8 margin of issue 4)
+from .quality_gate import DEFAULT_MAX_NDCG_DROP as QDQ_MAX_NDCG_DROP  # noqa: E402
 CALIBRATION_PAIRS = 512       # real (query, product) pairs from the training split
 CALIBRATION_BATCH = 32
 METHODS = ("minmax", "percentile", "entropy")
