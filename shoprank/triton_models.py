@@ -45,7 +45,13 @@ class TokenizerModel:
 
         params = _parameters(args)
         self.max_candidates = int(params.get("max_candidates", config.MAX_CANDIDATES))
-        self.encoder = PairEncoder.from_dir(_version_dir(args), max_length=int(params["max_length"]))
+        # The Python-backend ranker cuts padding itself (OrtEngine's length chunks), so there
+        # every request is padded to max_length: one shape, and the dynamic batcher can merge
+        # any requests. Engines that run a batch as given (Triton's onnxruntime and TensorRT
+        # backends) get the smallest length bucket instead.
+        trims = params.get("ranker_target", "python") == "python"
+        self.encoder = PairEncoder.from_dir(_version_dir(args), max_length=int(params["max_length"]),
+                                            **({"buckets": ()} if trims else {}))
         self.encoder.encode("warm up", ["the first request should not pay for lazy set-up"])
 
     def execute(self, requests):
@@ -69,11 +75,12 @@ class RankerModel:
     to execute(): that is where batching across concurrent requests pays."""
 
     def initialize(self, args):
-        from .engine import OrtEngine
+        from .engine import ENGINE_SPINNING, OrtEngine
 
         params = _parameters(args)
         engine_file = _version_dir(args) / params.get("engine_file", "model.onnx")
-        self.engine = OrtEngine(engine_file, threads=int(params.get("engine_threads", 0)))
+        spinning = params.get("engine_spinning", str(int(ENGINE_SPINNING))) == "1"
+        self.engine = OrtEngine(engine_file, threads=int(params.get("engine_threads", 0)), spinning=spinning)
 
     def execute(self, requests):
         batches = [{name: _input(r, name) for name in config.ENGINE_INPUTS} for r in requests]
