@@ -18,6 +18,11 @@ SPLIT       ?= valid
 ONNX_DIR    ?= $(ARTIFACTS)/onnx
 GRPC        ?=
 EVAL_ARGS   ?=
+BENCH_ARGS  ?=
+BENCH_VENV  ?= .bench-venv
+FEEDBACK_DB ?= $(ARTIFACTS)/feedback/feedback.sqlite
+UPDATE_ARGS ?=
+SIMULATE_ARGS ?=
 HOST        ?= 127.0.0.1
 HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
@@ -37,7 +42,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv update rollback simulate
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -83,6 +88,25 @@ demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, q
 
 test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.installed  ## Infinity's own environment for make bench (transformers<5)
+
+bench: venv bench-venv  ## side-by-side speed and quality: naive PyTorch, CrossEncoder, Infinity, our Triton variants -> reports/bench.md
+	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" $(BENCH_ARGS)
+
+update: venv  ## online learning: feedback log -> fine-tune -> gate -> next ranker version, loaded live (UPDATE_ARGS=)
+	$(PY) build/update.py --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) $(UPDATE_ARGS)
+
+rollback: venv  ## return the ranker to its previous version, live
+	$(PY) build/rollback.py --url $(HOST):$(GRPC_PORT)
+
+simulate: venv  ## simulated shoppers: rounds of serve -> log -> update -> swap -> reports/online_learning.png
+	$(PY) build/simulate.py $(SIMULATE_ARGS)
 
 eval: venv  ## quality of every variant + baselines on validation queries (MODEL=, DATA=, SPLIT=valid|all, GRPC=) -> reports/quality.md
 	$(PY) build/eval.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \

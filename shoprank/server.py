@@ -8,6 +8,15 @@ needs three things prepared (each learnt the hard way, see README):
     embeds libpython);
   * our venv's bin first on PATH, so the stub runs our interpreter and packages (numpy < 2);
     with the system's numpy 2, BYTES inputs break.
+
+Model control mode: "explicit" with --load-model=* by default. Every model in the repository
+is loaded at start-up, and afterwards nothing changes until someone calls the load API
+(`make update` / `make rollback` via shoprank.online, after the new version's files are complete
+and its quality gate passed). "poll" would load whatever appears in the repository, including
+a half-copied version; "none" refuses the load API, so no version could go live without a restart.
+Checked on Triton 2.51: loading a new ranker version also reloads the ensemble `rank` that
+depends on it, the old version finishes its in-flight requests before it is unloaded, and no
+request fails (tests/test_online.py).
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from pathlib import Path
 from . import config
 
 PID_FILE = config.RUN_DIR / "tritonserver.pid"
+MODEL_CONTROL_MODES = ("explicit", "poll", "none")
 LOG_FILE = config.RUN_DIR / "tritonserver.log"
 
 
@@ -99,8 +109,10 @@ def server_command_and_env(run_dir: Path = config.RUN_DIR) -> tuple[list[str], d
 
 def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = None,
           log_path: Path = LOG_FILE, run_dir: Path = config.RUN_DIR, extra_args: list[str] | None = None,
-          wait: bool = True) -> subprocess.Popen:
+          wait: bool = True, model_control: str = "explicit") -> subprocess.Popen:
     endpoints = endpoints or Endpoints()
+    if model_control not in MODEL_CONTROL_MODES:
+        raise ValueError(f"model_control must be one of {MODEL_CONTROL_MODES}, got {model_control!r}")
     command, env = server_command_and_env(run_dir)
     command += [
         f"--model-repository={Path(repo).resolve()}",
@@ -109,6 +121,7 @@ def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = No
         f"--metrics-address={endpoints.host}", f"--metrics-port={endpoints.metrics_port}",
         "--exit-timeout-secs=5",  # the default 30 s makes every stop slow
         "--log-verbose=0",
+        *_model_control_args(model_control, extra_args or []),
         *(extra_args or []),
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +135,14 @@ def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = No
             stop_process(proc)
             raise
     return proc
+
+
+def _model_control_args(mode: str, extra_args: list[str]) -> list[str]:
+    if any(a.startswith("--model-control-mode") for a in extra_args) or mode == "none":
+        return []  # the caller's own choice wins
+    if mode == "poll":
+        return ["--model-control-mode=poll", "--repository-poll-secs=5"]
+    return ["--model-control-mode=explicit", "--load-model=*"]
 
 
 def is_ready(endpoints: Endpoints) -> bool:

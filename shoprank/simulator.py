@@ -1,0 +1,409 @@
+"""Simulated shoppers that prove the online-learning loop (`make simulate`).
+
+World: the catalogue of the synthetic default data (shoprank.synthetic, same seed, so the
+same ~2,000 products) and new queries typed the same way, each with a fixed set of
+CANDIDATES products from retrieval (matches, near misses from the same category, random
+others). Every (query, product) has a hidden TRUE relevance in [0, 1]: synthetic's own
+relevance function, the truth behind the default data's clicks.
+
+The shop starts small: its ranker is MiniLM fine-tuned on START_PAIRS labelled pairs of the
+default data (START_EPOCHS epochs), written with the default data's validation queries to
+start-data.csv so that `make update`'s quality gate and replay work exactly as in production
+(the gate validates on the default data's validation split; replay draws from the pairs the
+start model was trained on, so replay alone teaches it little that is new). `--model-dir`
+starts from another model instead (the demo model, say).
+
+Shoppers query the SERVED ensemble (real tritonserver, RankClient with a FeedbackStore, the
+exploration share shown in random order), look at position k with probability
+theta_k = 1 / (k + 1) ** eta (position bias), and click an examined product with probability
+0.03 + 0.72 * relevance ** 2 (the synthetic log's click model); some clicks become carts and
+purchases. Rounds: serve -> log -> `shoprank.online.update` (bias-corrected or naive) -> the
+new version goes live in the running server -> measure.
+
+Measured each round, through the served ensemble: NDCG@10 against the TRUE relevance on
+held-out evaluation queries that shoppers never send (they are on the validation side of the
+query split, so no update trains on them).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config, data, metrics, synthetic
+from .feedback import DEFAULT_DB
+
+SIM_PORTS = (8703, 8704, 8705)  # HTTP, gRPC, metrics of the simulator's own server (helper range)
+
+
+@dataclass
+class SimConfig:
+    model_dir: str | None = None   # start from this model (and --engine) instead of training one
+    engine: str | None = None
+    work_dir: str = str(config.ARTIFACTS_DIR / "online" / "sim")
+    report_dir: str = str(config.REPORTS_DIR)
+    variants: tuple = ("ips", "naive")
+    start_pairs: int = 480         # labelled pairs the start model is fine-tuned on
+    start_epochs: float = 2.0
+    rounds: int = 3                # updates; NDCG is measured before the first and after each
+    sessions: int = 400            # rank requests per round
+    traffic_queries: int = 150
+    eval_queries: int = 100
+    candidates: int = 20
+    top_k: int = 10                # products shown per page
+    explore_share: float = 0.2
+    eta: float = 1.0               # position bias exponent
+    steps: int = 300               # fine-tuning steps per update
+    batch_size: int = 16
+    lr: float = 1e-4
+    train_layers: int = 2          # top encoder layers (and head) an update trains
+    replay_ratio: float = 0.5
+    margin: float = 0.005
+    update_engine: str = "fp32"    # fp32 keeps INT8's own (noisy, small-sample) gate out of the experiment
+    seed: int = 7
+    ports: tuple = SIM_PORTS
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SimQuery:
+    query: str
+    texts: list
+    relevance: np.ndarray  # true relevance per candidate
+    weight: float = 1.0    # popularity
+
+
+def build_world(cfg: SimConfig) -> tuple[list[SimQuery], list[SimQuery]]:
+    """(traffic, evaluation) queries, deterministic in cfg.seed. Traffic queries are on the
+    training side of the query split, evaluation queries on the validation side."""
+    # synthetic.generate draws the catalogue first from Random(0): the same products as the default data.
+    products = synthetic._build_catalogue(random.Random(0), per_category=2000 // len(synthetic.CATALOGUE) + 1)
+    by_category: dict[str, list] = {}
+    for p in products:
+        by_category.setdefault(p.category, []).append(p)
+    rnd = random.Random(cfg.seed)
+    traffic, evaluation, seen = [], [], set()
+    while len(traffic) < cfg.traffic_queries or len(evaluation) < cfg.eval_queries:
+        target = rnd.choice(products)
+        query, intent = synthetic._make_query(rnd, target)
+        if query in seen:
+            continue
+        seen.add(query)
+        is_eval = data._in_valid(query, config.SEED, config.VALID_FRACTION)
+        bucket = evaluation if is_eval else traffic
+        if len(bucket) >= (cfg.eval_queries if is_eval else cfg.traffic_queries):
+            continue
+        same = by_category[target.category]
+        scored = [(p, synthetic._relevance(intent, p)) for p in same]
+        matches = [p for p, r in scored if r >= 0.99]
+        near = [p for p, r in scored if r < 0.99]
+        chosen: dict[str, object] = {}
+        for p in rnd.sample(matches, min(len(matches), rnd.randint(2, 4))):
+            chosen[p.text] = p
+        for p in rnd.sample(near, min(len(near), rnd.randint(6, 10))):
+            chosen[p.text] = p
+        while len(chosen) < cfg.candidates:
+            p = rnd.choice(products)
+            chosen.setdefault(p.text, p)
+        items = list(chosen.values())[: cfg.candidates]
+        rnd.shuffle(items)  # retrieval order carries no signal
+        bucket.append(SimQuery(query, [p.text for p in items],
+                               np.array([synthetic._relevance(intent, p) for p in items])))
+    for rank, q in enumerate(traffic):  # Zipf-like popularity: a few head queries, a long tail
+        q.weight = 1.0 / (rank + 1) ** 0.5
+    return traffic, evaluation
+
+
+def start_model(cfg: SimConfig, log=print) -> tuple[Path, Path]:
+    """(model dir, FP32 ONNX) of the start model, built once per configuration and reused."""
+    from .build_steps import export_onnx
+    from .train import TrainConfig, finetune
+
+    if cfg.model_dir:
+        if not cfg.engine:
+            raise ValueError("--model-dir needs --engine (the ONNX file to serve it with)")
+        return Path(cfg.model_dir), Path(cfg.engine)
+    folder = Path(cfg.work_dir) / f"start-{cfg.start_pairs}x{cfg.start_epochs:g}"
+    model, onnx = folder / "model", folder / "model.fp32.onnx"
+    if onnx.exists() and (model / "shoprank.json").exists():
+        return model, onnx
+    pairs = data.load_pairs(data.resolve_data("default"))
+    train, valid = data.split_by_query(pairs)
+    sample = train.sample(n=min(cfg.start_pairs, len(train)), random_state=cfg.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    start_data = folder / "start-data.csv"
+    with open(start_data, "w", newline="", encoding="utf-8") as f:  # the clicks mapping: query,text,click
+        writer = csv.writer(f)
+        writer.writerow(["query", "text", "click"])
+        for frame in (sample, valid):
+            writer.writerows(zip(frame["query"], frame["text"], frame["label"].astype(int)))
+    log(f"start model: MiniLM fine-tuned on {len(sample)} labelled pairs x {cfg.start_epochs:g} epochs ...")
+    finetune(TrainConfig(data=str(start_data), out_dir=str(model), epochs=cfg.start_epochs, batch_size=16,
+                         lr=5e-5, evals_per_epoch=1, seed=config.SEED))  # the split of the default data
+    export_onnx(model, onnx)
+    return model, onnx
+
+
+def examination(position: int, eta: float) -> float:
+    return 1.0 / (position + 1) ** eta
+
+
+def click_probability(relevance: float) -> float:
+    return 0.03 + 0.72 * relevance * relevance
+
+
+def true_ndcg(client, queries: list[SimQuery], k: int = 10) -> float:
+    """Mean NDCG@k of the served ranking against the true relevance."""
+    values = []
+    for q in queries:
+        indices, scores = client.infer_raw(q.query, q.texts, 0)
+        served = np.zeros(len(q.texts))
+        served[indices] = scores
+        value = metrics.ndcg_at_k(served, q.relevance, k)
+        if value is not None:
+            values.append(value)
+    return float(np.mean(values))
+
+
+def oracle_ndcg(queries: list[SimQuery], k: int = 10) -> float:
+    return float(np.mean([metrics.ndcg_at_k(q.relevance, q.relevance, k) for q in queries]))
+
+
+def run_sessions(client, traffic: list[SimQuery], cfg: SimConfig, round_no: int) -> dict:
+    """One round of shoppers: rank -> show top_k -> examine -> click/cart/purchase."""
+    rnd = random.Random(cfg.seed * 1000 + round_no)
+    weights = [q.weight for q in traffic]
+    clicks = shown = randomized = 0
+    latencies = []
+    for _ in range(cfg.sessions):
+        q = rnd.choices(traffic, weights)[0]
+        started = time.perf_counter()
+        hits = client.rank(q.query, q.texts, cfg.top_k, user_id=f"sim-{rnd.getrandbits(32):08x}")
+        latencies.append(time.perf_counter() - started)
+        randomized += hits.randomized
+        for position, hit in enumerate(hits):
+            shown += 1
+            if rnd.random() < examination(position, cfg.eta) and rnd.random() < click_probability(q.relevance[hit.index]):
+                clicks += 1
+                client.record_event(hits.request_id, position, "click")
+                if rnd.random() < 0.3:
+                    client.record_event(hits.request_id, position, "add_to_cart")
+                    if rnd.random() < 0.5:
+                        client.record_event(hits.request_id, position, "purchase")
+    latencies.sort()
+    return {"sessions": cfg.sessions, "randomized": randomized, "shown": shown, "clicks": clicks,
+            "ctr": clicks / max(1, shown), "rank_ms_p50": 1e3 * latencies[len(latencies) // 2]}
+
+
+def hook_overhead(url: str, traffic: list[SimQuery], db: Path, requests: int = 200, top_k: int = 10) -> dict:
+    """Rank latency with and without the feedback hook, interleaved on the same server."""
+    from .client import RankClient
+    from .feedback import FeedbackStore
+
+    plain_ms, hooked_ms = [], []
+    with FeedbackStore(db) as store, RankClient(url, "grpc") as plain, \
+            RankClient(url, "grpc", feedback=store) as hooked:
+        for i in range(requests):
+            q = traffic[i % len(traffic)]
+            pair = ((plain, plain_ms), (hooked, hooked_ms))
+            for client, out in (pair if i % 2 else pair[::-1]):
+                started = time.perf_counter()
+                client.rank(q.query, q.texts, top_k)
+                out.append(1e3 * (time.perf_counter() - started))
+        store.flush()
+        stats = store.stats()
+    plain_ms.sort()
+    hooked_ms.sort()
+    return {"requests": requests, "rank_ms_p50_without": plain_ms[len(plain_ms) // 2],
+            "rank_ms_p50_with": hooked_ms[len(hooked_ms) // 2],
+            "rank_ms_p90_without": plain_ms[int(0.9 * len(plain_ms))],
+            "rank_ms_p90_with": hooked_ms[int(0.9 * len(hooked_ms))],
+            "written": stats["written"], "dropped": stats["dropped"], "errors": stats["errors"]}
+
+
+def run_variant(cfg: SimConfig, variant: str, model_dir: Path, engine: Path, traffic, evaluation,
+                log=print) -> list[dict]:
+    """Own repository, own feedback store, own server; rounds of serve -> log -> update -> swap."""
+    from . import online, server as srv
+    from .build_steps import BuildError
+    from .client import RankClient
+    from .feedback import FeedbackStore
+    from .repository import build_repository
+
+    work = Path(cfg.work_dir) / variant
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    repo = build_repository(model_dir, engine, work / "model_repository", target="python")
+    http, grpc, metrics_port = cfg.ports
+    endpoints = srv.Endpoints(config.HOST, http, grpc, metrics_port)
+    proc = srv.start(repo, endpoints, log_path=work / "tritonserver.log", run_dir=work / "run")
+    rounds = []
+    store = FeedbackStore(work / "feedback.sqlite")
+    try:
+        client = RankClient(endpoints.grpc, "grpc", feedback=store, explore_share=cfg.explore_share, seed=cfg.seed)
+        if variant == cfg.variants[0]:
+            overhead = hook_overhead(endpoints.grpc, traffic, work / "hook-overhead.sqlite")
+            log(f"[{variant}] feedback hook: rank p50 {overhead['rank_ms_p50_with']:.2f} ms with, "
+                f"{overhead['rank_ms_p50_without']:.2f} ms without")
+            cfg.extra["hook_overhead"] = overhead
+        for round_no in range(cfg.rounds + 1):
+            row = {"variant": variant, "round": round_no, "version": client.ranker_version(),
+                   "true_ndcg@10": true_ndcg(client, evaluation)}
+            log(f"[{variant}] round {round_no}: ranker version {row['version']}, "
+                f"true NDCG@10 {row['true_ndcg@10']:.4f}")
+            if round_no == cfg.rounds:
+                rounds.append(row)
+                break
+            row["traffic"] = run_sessions(client, traffic, cfg, round_no)
+            store.flush()
+            row["store"] = {k: v for k, v in store.stats().items() if k != "write_seconds"}
+            ucfg = online.UpdateConfig(repo=str(repo), feedback_db=str(store.path), url=endpoints.grpc,
+                                       variant=variant, margin=cfg.margin, steps=cfg.steps, lr=cfg.lr,
+                                       batch_size=cfg.batch_size, train_layers=cfg.train_layers,
+                                       replay_ratio=cfg.replay_ratio, engine=cfg.update_engine,
+                                       base_model=str(model_dir), work_dir=str(work / f"update-{round_no + 1}"),
+                                       seed=cfg.seed + round_no)
+            try:
+                report = online.update(ucfg)
+                row["update"] = _summary(report)
+                log(f"[{variant}]   update -> version {report['published_version']}: gate "
+                    f"{report['gate']['ndcg_candidate']:.4f} vs {report['gate']['ndcg_reference']:.4f}, "
+                    f"{report['log_pairs']} log + {report['replay_pairs']} replay pairs, {report['seconds']} s")
+            except (online.GateFailed, BuildError) as exc:  # refused: the serving version stays
+                row["update"] = {"refused": f"{type(exc).__name__}: {exc}"}
+                log(f"[{variant}]   update refused: {exc}")
+            rounds.append(row)
+        client.close()
+    finally:
+        store.close()
+        srv.stop_process(proc)
+    return rounds
+
+
+def _summary(report: dict) -> dict:
+    keep = ("published_version", "serving_version", "impressions", "events", "randomized_impressions",
+            "log_pairs", "replay_pairs", "mean_log_label", "propensities", "seconds")
+    out = {k: report[k] for k in keep if k in report}
+    out["gate"] = {k: report["gate"][k] for k in ("ndcg_reference", "ndcg_candidate", "ndcg_drop", "passed")}
+    out["finetune"] = report["finetune"]
+    out["activation"] = report.get("activation")
+    return out
+
+
+def plot(results: dict, path: Path, cfg: SimConfig, oracle: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    labels = {"ips": "inverse-propensity corrected", "naive": "naive (clicks as labels)"}
+    for variant, rounds in results.items():
+        xs = [r["round"] for r in rounds]
+        ys = [r["true_ndcg@10"] for r in rounds]
+        ax.plot(xs, ys, marker="o", label=labels.get(variant, variant))
+        for r in rounds:
+            if "refused" in r.get("update", {}):
+                ax.annotate("update refused", (r["round"], r["true_ndcg@10"]), fontsize=7)
+    ax.axhline(oracle, color="gray", linestyle=":", label=f"perfect ranking ({oracle:.3f})")
+    ax.set_xlabel("online update round (0 = start model)")
+    ax.set_ylabel("true-relevance NDCG@10, held-out queries")
+    ax.set_title(f"Online learning with simulated shoppers ({cfg.sessions} requests per round, "
+                 f"position bias 1/(k+1)^{cfg.eta:g})", fontsize=9)
+    ax.set_xticks(range(cfg.rounds + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def simulate(cfg: SimConfig, log=print) -> dict:
+    from .feedback import benchmark
+
+    started = time.time()
+    traffic, evaluation = build_world(cfg)
+    oracle = oracle_ndcg(evaluation)
+    log(f"world: {len(traffic)} traffic queries, {len(evaluation)} held-out evaluation queries, "
+        f"{cfg.candidates} candidates each; perfect NDCG@10 {oracle:.4f}")
+    model_dir, engine = start_model(cfg, log)
+    results = {variant: run_variant(cfg, variant, model_dir, engine, traffic, evaluation, log)
+               for variant in cfg.variants}
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
+    write_cost = benchmark(Path(cfg.work_dir) / "write-bench.sqlite")
+    summary = {
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "start_model": str(model_dir),
+        "true_theta": [round(examination(k, cfg.eta), 4) for k in range(cfg.top_k)],
+        "oracle_ndcg@10": oracle,
+        "rounds": results,
+        "true_ndcg@10": {v: [r["true_ndcg@10"] for r in rows] for v, rows in results.items()},
+        "feedback_write_cost": write_cost,
+        "feedback_hook_overhead": cfg.extra.get("hook_overhead"),
+        "seconds": round(time.time() - started, 1),
+    }
+    report_dir = Path(cfg.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "online_learning.json").write_text(json.dumps(summary, indent=2, default=float))
+    plot(results, report_dir / "online_learning.png", cfg, oracle)
+    return summary
+
+
+def shoppers(cfg: SimConfig, url: str, feedback_db: str | Path, log=print) -> dict:
+    """Simulated shoppers against an already running server (e.g. `make serve`), logging into a
+    feedback store: traffic for `make update` to learn from. Measures true NDCG@10 before."""
+    from .client import RankClient
+    from .feedback import FeedbackStore
+
+    traffic, evaluation = build_world(cfg)
+    with FeedbackStore(feedback_db) as store, RankClient(url, "grpc", feedback=store,
+                                                         explore_share=cfg.explore_share) as client:
+        before = true_ndcg(client, evaluation)
+        out = run_sessions(client, traffic, cfg, int(time.time()))
+        store.flush()
+        out.update(version=client.ranker_version(), true_ndcg_at_10=before, feedback_db=str(feedback_db))
+    log(json.dumps(out))
+    return out
+
+
+def main(argv=None) -> None:
+    defaults = SimConfig()
+    parser = argparse.ArgumentParser(description="Simulated shoppers: serve -> log -> update -> swap, per round")
+    for name in ("model_dir", "engine", "work_dir", "report_dir", "update_engine"):
+        parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name))
+    for name in ("start_pairs", "rounds", "sessions", "traffic_queries", "eval_queries", "candidates", "top_k",
+                 "steps", "batch_size", "train_layers", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("start_epochs", "explore_share", "eta", "lr", "replay_ratio", "margin"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--variants", default=",".join(defaults.variants))
+    parser.add_argument("--ports", default=",".join(map(str, defaults.ports)), help="HTTP,gRPC,metrics")
+    parser.add_argument("--shoppers-only", metavar="GRPC_URL", default=None,
+                        help="only send one round of shoppers to this running server, logging to --feedback-db")
+    parser.add_argument("--feedback-db", default=str(DEFAULT_DB), help="with --shoppers-only: where to log")
+    args = vars(parser.parse_args(argv))
+    url, feedback_db = args.pop("shoppers_only"), args.pop("feedback_db")
+    args["variants"] = tuple(v for v in args["variants"].split(",") if v)
+    args["ports"] = tuple(int(p) for p in args["ports"].split(","))
+    if url:
+        shoppers(SimConfig(**args), url, feedback_db)
+        return
+    summary = simulate(SimConfig(**args))
+    print("\ntrue-relevance NDCG@10 per round (round 0 = start model):")
+    for variant, values in summary["true_ndcg@10"].items():
+        print(f"  {variant:<6} " + "  ".join(f"{v:.4f}" for v in values))
+    print(f"  perfect {summary['oracle_ndcg@10']:.4f}")
+    print(f"report: {Path(args['report_dir']) / 'online_learning.json'}, plot: "
+          f"{Path(args['report_dir']) / 'online_learning.png'} ({summary['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
