@@ -97,7 +97,10 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 bench-venv: $(BENCH_VENV)/.installed  ## Infinity's own environment for make bench (transformers<5)
 
 bench: venv bench-venv  ## side-by-side speed and quality: naive PyTorch, CrossEncoder, Infinity, our Triton variants -> reports/bench.md
-	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" $(BENCH_ARGS)
+	@test -f "$(MODEL)/config.json" || $(MAKE) --no-print-directory finetune
+	@test -f "$(ONNX_DIR)/model.fp32.onnx" || $(MAKE) --no-print-directory onnx
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory int8
+	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --infinity-venv "$(BENCH_VENV)" $(BENCH_ARGS)
 
 update: venv  ## online learning: feedback log -> fine-tune -> gate -> next ranker version, loaded live (UPDATE_ARGS=)
 	$(PY) build/update.py --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) $(UPDATE_ARGS)
