@@ -316,6 +316,8 @@ def serving_model_dir(repo: str | Path, version: int, fallback: str | Path) -> P
 def _repo_lock(repo: Path):
     """One update or rollback at a time per repository."""
     path = Path(repo) / config.RANKER_MODEL / ".online.lock"
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent} not found: run `make repository` first")
     with open(path, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -526,11 +528,16 @@ def main_update(argv=None) -> None:
         from .feedback import purge
 
         print("retention:", json.dumps(purge(cfg.feedback_db, args.retention_days)))
+    from .build_steps import BuildError
+
     try:
         report = update(cfg)
-    except GateFailed as exc:
-        print(f"quality gate FAILED, nothing published: {exc}")
+    except (GateFailed, BuildError) as exc:
+        print(f"update REFUSED, nothing published, the serving version stays: {exc}")
         raise SystemExit(2)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # nothing to learn from, no repository, ...
+        print(f"no update: {exc}")
+        raise SystemExit(1)
     gate = report["gate"]
     print(f"version {report['published_version']} published (from {report['serving_version']}): "
           f"{report['log_pairs']} log pairs + {report['replay_pairs']} replayed, {report['finetune']['steps']} steps; "
@@ -547,7 +554,11 @@ def main_rollback(argv=None) -> None:
     parser.add_argument("--url", default=f"{config.HOST}:{config.GRPC_PORT}", help="gRPC host:port; '' = files only")
     parser.add_argument("--base-model", default=str(config.ARTIFACTS_DIR / "model"))
     args = parser.parse_args(argv)
-    report = rollback(args.repo, args.url or None, args.base_model)
+    try:
+        report = rollback(args.repo, args.url or None, args.base_model)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:  # nothing to roll back to, another update running
+        print(f"no rollback: {exc}")
+        raise SystemExit(1)
     activation = report.get("activation") or {"live": False, "note": "files only (no --url)"}
     print(f"rolled back: version {report['retired']} retired, version {report['serving_version']} serves "
           + ("now: " if activation["live"] else "from the server's next start: ") + json.dumps(activation))

@@ -54,7 +54,7 @@ class SimConfig:
     start_epochs: float = 2.0
     rounds: int = 3                # updates; NDCG is measured before the first and after each
     sessions: int = 400            # rank requests per round
-    traffic_queries: int = 150
+    traffic_queries: int = 60      # head-heavy traffic: a query comes back several times a round
     eval_queries: int = 100
     candidates: int = 20
     top_k: int = 10                # products shown per page
@@ -130,7 +130,7 @@ def start_model(cfg: SimConfig, log=print) -> tuple[Path, Path]:
         if not cfg.engine:
             raise ValueError("--model-dir needs --engine (the ONNX file to serve it with)")
         return Path(cfg.model_dir), Path(cfg.engine)
-    folder = Path(cfg.work_dir) / f"start-{cfg.start_pairs}x{cfg.start_epochs:g}"
+    folder = Path(cfg.work_dir) / f"start-{cfg.start_pairs}x{cfg.start_epochs:g}-seed{cfg.seed}"
     model, onnx = folder / "model", folder / "model.fp32.onnx"
     if onnx.exists() and (model / "shoprank.json").exists():
         return model, onnx
@@ -309,9 +309,10 @@ def plot(results: dict, path: Path, cfg: SimConfig, oracle: float) -> None:
         xs = [r["round"] for r in rounds]
         ys = [r["true_ndcg@10"] for r in rounds]
         ax.plot(xs, ys, marker="o", label=labels.get(variant, variant))
-        for r in rounds:
+        for r, after in zip(rounds, rounds[1:]):  # an update after round r decides round r + 1
             if "refused" in r.get("update", {}):
-                ax.annotate("update refused", (r["round"], r["true_ndcg@10"]), fontsize=7)
+                ax.annotate("update refused\n(gate)", (after["round"], after["true_ndcg@10"]), fontsize=7,
+                            xytext=(4, -18), textcoords="offset points")
     ax.axhline(oracle, color="gray", linestyle=":", label=f"perfect ranking ({oracle:.3f})")
     ax.set_xlabel("online update round (0 = start model)")
     ax.set_ylabel("true-relevance NDCG@10, held-out queries")
