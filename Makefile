@@ -23,6 +23,8 @@ BENCH_VENV  ?= .bench-venv
 FEEDBACK_DB ?= $(ARTIFACTS)/feedback/feedback.sqlite
 UPDATE_ARGS ?=
 SIMULATE_ARGS ?=
+LAYERS      ?= 3
+DISTILL_ARGS ?=
 HOST        ?= 127.0.0.1
 HTTP_PORT   ?= 8000
 GRPC_PORT   ?= 8001
@@ -37,12 +39,13 @@ LOADTEST_ARGS ?=
 CONCURRENCY ?= 1,2,4,8
 
 ENGINE_FILE  = $(ARTIFACTS)/onnx/model.$(ENGINE).onnx
+DISTILLED_INT8 = $(ARTIFACTS)/onnx-l$(LAYERS)/model.int8.onnx
 PERF_ANALYZER = $(ARTIFACTS)/tools/perf_analyzer/perf_analyzer/bin/perf_analyzer
 SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv update rollback simulate
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -100,13 +103,22 @@ bench: venv bench-venv  ## side-by-side speed and quality: naive PyTorch, CrossE
 	@test -f "$(MODEL)/config.json" || $(MAKE) --no-print-directory finetune
 	@test -f "$(ONNX_DIR)/model.fp32.onnx" || $(MAKE) --no-print-directory onnx
 	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory int8
-	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --infinity-venv "$(BENCH_VENV)" $(BENCH_ARGS)
+	@test -f "$(DISTILLED_INT8)" || $(MAKE) --no-print-directory distill \
+		|| echo "bench: no distilled model (make distill failed or its gate refused it): not measured"
+	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --infinity-venv "$(BENCH_VENV)" \
+		$$(test -f "$(DISTILLED_INT8)" && echo --engine "l$(LAYERS)-int8=$(DISTILLED_INT8)") $(BENCH_ARGS)
+
+shoppers: venv  ## simulated shoppers against the running server, logged into $(FEEDBACK_DB) (traffic for make update)
+	$(PY) build/simulate.py --shoppers-only $(HOST):$(GRPC_PORT) --feedback-db "$(FEEDBACK_DB)" $(SIMULATE_ARGS)
+
+distill: venv  ## compress: cut $(MODEL) to LAYERS (3) layers, distil, ONNX + INT8, gated vs the full FP32 -> $(MODEL)-l$(LAYERS)
+	$(PY) build/distill.py --teacher "$(MODEL)" --teacher-onnx "$(ONNX_DIR)/model.fp32.onnx" --layers $(LAYERS) $(DISTILL_ARGS)
 
 update: venv  ## online learning: feedback log -> fine-tune -> gate -> next ranker version, loaded live (UPDATE_ARGS=)
-	$(PY) build/update.py --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) $(UPDATE_ARGS)
+	$(PY) build/update.py --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)" $(UPDATE_ARGS)
 
 rollback: venv  ## return the ranker to its previous version, live
-	$(PY) build/rollback.py --url $(HOST):$(GRPC_PORT)
+	$(PY) build/rollback.py --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)"
 
 simulate: venv  ## simulated shoppers: rounds of serve -> log -> update -> swap -> reports/online_learning.png
 	$(PY) build/simulate.py $(SIMULATE_ARGS)

@@ -547,10 +547,8 @@ class BenchConfig:
     skip: tuple[str, ...] = ()           # key prefixes to leave out
     quality_limit: int | None = None     # validation pairs for NDCG (None = all)
     port_base: int | None = None         # None: free ports
-    # Serving settings measured best (reports/bench.md): two ranker instances, each with every
-    # core and non-spinning threads (shoprank.engine.ENGINE_SPINNING).
-    ranker_instances: int = 2
-    tokenizer_instances: int = 1
+    ranker_instances: int = config.RANKER_INSTANCES      # what `make repository` serves
+    tokenizer_instances: int = config.TOKENIZER_INSTANCES
     extra_engines: dict = field(default_factory=dict)  # name -> ONNX file, beside artifacts/onnx's
     only: dict = field(default_factory=dict)           # workload -> key prefixes measured on it (default all)
     infinity_venv: Path = BENCH_VENV

@@ -8,16 +8,9 @@ import numpy as np
 
 from . import config
 
-# Rows are scored in length-sorted chunks of at most this many tokens (rows x the chunk's
-# longest pair), each cut to its own longest pair: on CPU every padded position costs as much
-# as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache:
-# measured on MiniLM-L6 INT8, rank-50, 2 cores: one call padded to the bucket 1.0x, chunks of
-# 256 tokens 0.55x the time, 1024 tokens 0.6x (reports/bench.md lists the levers).
-ENGINE_CHUNK_TOKENS = 256
-# ONNX Runtime's worker threads spin between calls by default. Here they share the cores with
-# the tokenizer, the other Triton steps and other processes; sleeping instead measured 2.7x
-# lower rank-50 p50 and 2x the throughput in Triton on a busy 2-core machine.
-ENGINE_SPINNING = False
+# Engine settings (chunking, spinning) live in shoprank.config; re-exported for callers.
+ENGINE_CHUNK_TOKENS = config.ENGINE_CHUNK_TOKENS
+ENGINE_SPINNING = config.ENGINE_SPINNING
 
 
 def session_options(threads: int = config.ENGINE_THREADS, spinning: bool = ENGINE_SPINNING):

@@ -70,7 +70,8 @@ def _ranker_parts(target: str, threads: int, warmup_length: int) -> dict:
 
 
 def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_LEN,
-           threads: int = config.ENGINE_THREADS, ranker_instances: int = 1, tokenizer_instances: int = 1) -> str:
+           threads: int = config.ENGINE_THREADS, ranker_instances: int = config.RANKER_INSTANCES,
+           tokenizer_instances: int = config.TOKENIZER_INSTANCES) -> str:
     """The config.pbtxt text of one model for a target."""
     values = {
         "target": target, "ensemble": config.ENSEMBLE_MODEL, "tokenizer": config.TOKENIZER_MODEL,
@@ -220,8 +221,8 @@ def main(argv=None) -> None:
     parser.add_argument("--engine", required=True, help="ONNX file or TensorRT plan for the ranker")
     parser.add_argument("--repo", default=str(config.MODEL_REPOSITORY))
     parser.add_argument("--target", default="python", choices=TARGETS)
-    parser.add_argument("--ranker-instances", type=int, default=1)
-    parser.add_argument("--tokenizer-instances", type=int, default=1)
+    parser.add_argument("--ranker-instances", type=int, default=config.RANKER_INSTANCES)
+    parser.add_argument("--tokenizer-instances", type=int, default=config.TOKENIZER_INSTANCES)
     args = parser.parse_args(argv)
     repo = build_repository(args.model, args.engine, args.repo, args.target,
                             ranker_instances=args.ranker_instances, tokenizer_instances=args.tokenizer_instances)

@@ -3,6 +3,10 @@
 P(click | query, product) = sigmoid(W h_[CLS] + b), trained on soft labels in [0, 1]
 (clicks, or graded relevance mapped by shoprank.data). AdamW with linear warmup and decay;
 the checkpoint with the best validation NDCG@10 (queries split, never rows) is kept.
+
+Distillation (teacher=a fine-tuned model folder, keep_layers=k): the student starts from the
+base model cut to k layers and learns (1 - w) x BCE on the labels + w x MSE to the teacher's
+logits, computed once before training (w = distill_weight).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config, data, metrics
-from .modeling import default_base_model, load_cross_encoder, write_model_card
+from .modeling import default_base_model, keep_layers, load_cross_encoder, write_model_card
 from .tokenize import PairEncoder
 
 
@@ -39,6 +43,9 @@ class TrainConfig:
     max_train_pairs: int = 0         # 0: all
     seed: int = config.SEED
     threads: int = 0                 # 0: all cores
+    keep_layers: int = 0             # >0: cut the base model to this many layers (modeling.keep_layers)
+    teacher: str | None = None       # fine-tuned model folder whose logits the student also learns
+    distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
     extra: dict = field(default_factory=dict)
 
 
@@ -79,6 +86,7 @@ def finetune(cfg: TrainConfig) -> dict:
         train_df = train_df.sample(n=cfg.max_train_pairs, random_state=cfg.seed).reset_index(drop=True)
     base = Path(cfg.base_model) if cfg.base_model else default_base_model()
     model = load_cross_encoder(base)
+    kept = keep_layers(model, cfg.keep_layers) if cfg.keep_layers else None
     hf_tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
     # Training pads to the longest pair of each batch; serving pads to buckets. Padding is
     # masked, so both give the same logits.
@@ -105,6 +113,8 @@ def finetune(cfg: TrainConfig) -> dict:
     shutil.rmtree(tmp_dir, ignore_errors=True)
     queries, texts = train_df["query"].tolist(), train_df["text"].tolist()
     labels = train_df["label"].to_numpy(np.float32)
+    teacher_logits = _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None
+    distill_w = float(cfg.distill_weight) if cfg.teacher else 0.0
     history, best, step = [], None, 0
     writer = _tensorboard(out_dir)
 
@@ -134,6 +144,9 @@ def finetune(cfg: TrainConfig) -> dict:
             tensors = {k: torch.from_numpy(v).long() for k, v in batch.items()}
             logits = model(**tensors).logits.reshape(-1)
             loss = loss_fn(logits, torch.from_numpy(labels[idx]))
+            if teacher_logits is not None:
+                distill = torch.nn.functional.mse_loss(logits, torch.from_numpy(teacher_logits[idx]))
+                loss = (1.0 - distill_w) * loss + distill_w * distill
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -162,8 +175,22 @@ def finetune(cfg: TrainConfig) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_dir.rename(out_dir)
     write_model_card(out_dir, max_length=cfg.max_length, data=str(data_path), mapping=cfg.mapping,
-                     seed=cfg.seed, base_model=str(base))
+                     seed=cfg.seed, base_model=str(base),
+                     **({"layers_kept": kept} if kept else {}),
+                     **({"teacher": str(cfg.teacher), "distill_weight": distill_w} if cfg.teacher else {}))
     return summary
+
+
+def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """The teacher's logits for every training row (it must share the student's tokenizer)."""
+    from .modeling import torch_logits
+
+    teacher = load_cross_encoder(teacher_dir).eval()
+    queries, texts = df["query"].tolist(), df["text"].tolist()
+    out = [torch_logits(teacher, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size]))
+           for i in range(0, len(df), batch_size)]
+    del teacher
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 def _tensorboard(out_dir: Path):
