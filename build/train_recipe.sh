@@ -18,6 +18,7 @@ PY=${PY:-.venv/bin/python}
 start=$(date +%s)
 $PY build/finetune.py --data "$DATA" --mapping homedepot --out-dir "$OUT" \
     --epochs "${EPOCHS:-1}" --lr "${LR:-8e-5}" --max-length "${MAX_LENGTH:-48}" \
-    --batch-size "${BATCH:-32}" --warmup 0.1 --evals-per-epoch 3 --threads "${THREADS:-2}"
+    --batch-size "${BATCH:-32}" --warmup 0.1 --evals-per-epoch 3 --threads "${THREADS:-2}" \
+    --group-by-length "${GROUP_BY_LENGTH:-1}"
 echo "recipe wall time: $(( $(date +%s) - start )) s"
 $PY build/plot_training.py "$OUT"

@@ -283,10 +283,12 @@ class UpdateConfig:
     variant: str = "ips"                  # ips | naive (the latter for comparison only)
     propensities: list | None = None      # fixed theta per position instead of estimating them
     margin: float = GATE_MARGIN
-    # Top-2-layer updates: cheap on CPU (~1 s a step) and they cannot disturb what the lower
-    # layers learnt; the values `make simulate` runs with.
-    steps: int = 300
-    lr: float = 1e-4
+    # Top-2-layer updates: cheap on CPU and they cannot disturb what the lower layers learnt.
+    # Gentle by default: on the demo deployment (a model already at true NDCG@10 0.96 in the
+    # simulated world) 300 steps at 1e-4 were refused by the gate twice (drops 0.006, 0.010),
+    # 100 steps at 2e-5 passed. `make simulate` starts from a weak model and uses 300 at 1e-4.
+    steps: int = 100
+    lr: float = 2e-5
     batch_size: int = 16
     train_layers: int = 2                 # > 0: train only the top encoder layers and the head; 0: all
     replay_ratio: float = REPLAY_RATIO

@@ -40,6 +40,7 @@ import numpy as np
 from . import config, data, metrics, synthetic
 from .feedback import DEFAULT_DB
 
+DEFAULT_SEEDS = (7, 8, 9)       # one run per seed: single runs differ by more than the variants do
 SIM_PORTS = (8703, 8704, 8705)  # HTTP, gRPC, metrics of the simulator's own server (helper range)
 
 
@@ -276,7 +277,9 @@ def run_variant(cfg: SimConfig, variant: str, model_dir: Path, engine: Path, tra
                 log(f"[{variant}]   update -> version {report['published_version']}: gate "
                     f"{report['gate']['ndcg_candidate']:.4f} vs {report['gate']['ndcg_reference']:.4f}, "
                     f"{report['log_pairs']} log + {report['replay_pairs']} replay pairs, {report['seconds']} s")
-            except (online.GateFailed, BuildError) as exc:  # refused: the serving version stays
+            # Refused (a gate) or nothing to learn from yet (too few pairs or exploration clicks):
+            # the serving version stays either way.
+            except (online.GateFailed, BuildError, ValueError) as exc:
                 row["update"] = {"refused": f"{type(exc).__name__}: {exc}"}
                 log(f"[{variant}]   update refused: {exc}")
             rounds.append(row)
@@ -297,7 +300,8 @@ def _summary(report: dict) -> dict:
     return out
 
 
-def plot(results: dict, path: Path, cfg: SimConfig, oracle: float) -> None:
+def plot(per_seed: dict, path: Path, cfg: SimConfig, oracle: float) -> None:
+    """Mean true NDCG@10 per round and variant (thick), each seed's run (thin)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -305,48 +309,71 @@ def plot(results: dict, path: Path, cfg: SimConfig, oracle: float) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     labels = {"ips": "inverse-propensity corrected", "naive": "naive (clicks as labels)"}
-    for variant, rounds in results.items():
-        xs = [r["round"] for r in rounds]
-        ys = [r["true_ndcg@10"] for r in rounds]
-        ax.plot(xs, ys, marker="o", label=labels.get(variant, variant))
-        for r, after in zip(rounds, rounds[1:]):  # an update after round r decides round r + 1
-            if "refused" in r.get("update", {}):
-                ax.annotate("update refused\n(gate)", (after["round"], after["true_ndcg@10"]), fontsize=7,
-                            xytext=(4, -18), textcoords="offset points")
+    colors = {"ips": "tab:blue", "naive": "tab:orange"}
+    for variant in cfg.variants:
+        runs = [results[variant] for results in per_seed.values()]
+        for rounds in runs:
+            ax.plot([r["round"] for r in rounds], [r["true_ndcg@10"] for r in rounds], color=colors.get(variant),
+                    alpha=0.3, linewidth=0.8)
+            for r, after in zip(rounds, rounds[1:]):  # an update after round r decides round r + 1
+                if "refused" in r.get("update", {}):
+                    ax.plot(after["round"], after["true_ndcg@10"], "x", color=colors.get(variant), alpha=0.6)
+        mean = np.mean([[r["true_ndcg@10"] for r in rounds] for rounds in runs], axis=0)
+        ax.plot(range(len(mean)), mean, marker="o", linewidth=2, color=colors.get(variant),
+                label=f"{labels.get(variant, variant)}, mean of {len(runs)} seed(s)")
+    ax.plot([], [], "x", color="gray", label="after an update the gate refused")
     ax.axhline(oracle, color="gray", linestyle=":", label=f"perfect ranking ({oracle:.3f})")
     ax.set_xlabel("online update round (0 = start model)")
     ax.set_ylabel("true-relevance NDCG@10, held-out queries")
-    ax.set_title(f"Online learning with simulated shoppers ({cfg.sessions} requests per round, "
-                 f"position bias 1/(k+1)^{cfg.eta:g})", fontsize=9)
+    ax.set_title(f"Online learning with simulated shoppers: {cfg.sessions} requests per round,\n"
+                 f"position bias 1/(k+1)^{cfg.eta:g}; thin lines: single seeds", fontsize=9)
     ax.set_xticks(range(cfg.rounds + 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def simulate(cfg: SimConfig, log=print) -> dict:
-    from .feedback import benchmark
-
-    started = time.time()
+def simulate_seed(cfg: SimConfig, log=print) -> tuple[dict, float]:
+    """Both variants from one start model in one simulated world (cfg.seed); (results, oracle)."""
     traffic, evaluation = build_world(cfg)
     oracle = oracle_ndcg(evaluation)
-    log(f"world: {len(traffic)} traffic queries, {len(evaluation)} held-out evaluation queries, "
+    log(f"seed {cfg.seed}: {len(traffic)} traffic queries, {len(evaluation)} held-out evaluation queries, "
         f"{cfg.candidates} candidates each; perfect NDCG@10 {oracle:.4f}")
     model_dir, engine = start_model(cfg, log)
     results = {variant: run_variant(cfg, variant, model_dir, engine, traffic, evaluation, log)
                for variant in cfg.variants}
+    return results, oracle
+
+
+def simulate(cfg: SimConfig, seeds: tuple[int, ...] = (), log=print) -> dict:
+    """Every seed (a new world, start model and shoppers each), then one report over all of them."""
+    from dataclasses import replace
+
+    from .feedback import benchmark
+
+    started = time.time()
+    per_seed, oracles = {}, []
+    for seed in seeds or (cfg.seed,):
+        seed_cfg = replace(cfg, seed=seed, work_dir=str(Path(cfg.work_dir) / f"seed{seed}"), extra=cfg.extra)
+        per_seed[seed], oracle = simulate_seed(seed_cfg, log)
+        oracles.append(oracle)
     Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
     write_cost = benchmark(Path(cfg.work_dir) / "write-bench.sqlite")
+    curves = {seed: {v: [r["true_ndcg@10"] for r in rows] for v, rows in results.items()}
+              for seed, results in per_seed.items()}
+    mean = {v: np.mean([c[v] for c in curves.values()], axis=0).tolist() for v in cfg.variants}
     summary = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-        "start_model": str(model_dir),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("extra", "seed")},
+        "seeds": list(per_seed),
         "true_theta": [round(examination(k, cfg.eta), 4) for k in range(cfg.top_k)],
-        "oracle_ndcg@10": oracle,
-        "rounds": results,
-        "true_ndcg@10": {v: [r["true_ndcg@10"] for r in rows] for v, rows in results.items()},
+        "oracle_ndcg@10": float(np.mean(oracles)),
+        "true_ndcg@10": {"mean": mean, **{f"seed{seed}": c for seed, c in curves.items()}},
+        "refused_updates": {f"seed{seed}": {v: sum("refused" in r.get("update", {}) for r in rows)
+                                            for v, rows in results.items()} for seed, results in per_seed.items()},
+        "rounds": {f"seed{seed}": results for seed, results in per_seed.items()},
         "feedback_write_cost": write_cost,
         "feedback_hook_overhead": cfg.extra.get("hook_overhead"),
         "seconds": round(time.time() - started, 1),
@@ -354,7 +381,7 @@ def simulate(cfg: SimConfig, log=print) -> dict:
     report_dir = Path(cfg.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "online_learning.json").write_text(json.dumps(summary, indent=2, default=float))
-    plot(results, report_dir / "online_learning.png", cfg, oracle)
+    plot(per_seed, report_dir / "online_learning.png", cfg, float(np.mean(oracles)))
     return summary
 
 
@@ -381,11 +408,13 @@ def main(argv=None) -> None:
     for name in ("model_dir", "engine", "work_dir", "report_dir", "update_engine"):
         parser.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name))
     for name in ("start_pairs", "rounds", "sessions", "traffic_queries", "eval_queries", "candidates", "top_k",
-                 "steps", "batch_size", "train_layers", "seed"):
+                 "steps", "batch_size", "train_layers"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("start_epochs", "explore_share", "eta", "lr", "replay_ratio", "margin"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--variants", default=",".join(defaults.variants))
+    parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
+                        help="one simulated world (traffic, start model, shoppers) per seed; the plot shows their mean")
     parser.add_argument("--ports", default=",".join(map(str, defaults.ports)), help="HTTP,gRPC,metrics")
     parser.add_argument("--shoppers-only", metavar="GRPC_URL", default=None,
                         help="only send one round of shoppers to this running server, logging to --feedback-db")
@@ -394,13 +423,15 @@ def main(argv=None) -> None:
     url, feedback_db = args.pop("shoppers_only"), args.pop("feedback_db")
     args["variants"] = tuple(v for v in args["variants"].split(",") if v)
     args["ports"] = tuple(int(p) for p in args["ports"].split(","))
+    seeds = tuple(int(x) for x in args.pop("seeds").split(",") if x)
     if url:
-        shoppers(SimConfig(**args), url, feedback_db)
+        shoppers(SimConfig(**args, seed=seeds[0] if seeds else defaults.seed), url, feedback_db)
         return
-    summary = simulate(SimConfig(**args))
+    summary = simulate(SimConfig(**args), seeds)
     print("\ntrue-relevance NDCG@10 per round (round 0 = start model):")
-    for variant, values in summary["true_ndcg@10"].items():
-        print(f"  {variant:<6} " + "  ".join(f"{v:.4f}" for v in values))
+    for name, curves in summary["true_ndcg@10"].items():
+        for variant, values in curves.items():
+            print(f"  {name:<6} {variant:<6} " + "  ".join(f"{v:.4f}" for v in values))
     print(f"  perfect {summary['oracle_ndcg@10']:.4f}")
     print(f"report: {Path(args['report_dir']) / 'online_learning.json'}, plot: "
           f"{Path(args['report_dir']) / 'online_learning.png'} ({summary['seconds']} s)")

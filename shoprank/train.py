@@ -46,13 +46,27 @@ class TrainConfig:
     keep_layers: int = 0             # >0: cut the base model to this many layers (modeling.keep_layers)
     teacher: str | None = None       # fine-tuned model folder whose logits the student also learns
     distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
+    group_by_length: bool = False    # batches of similar-length pairs: less padding, faster on CPU
     extra: dict = field(default_factory=dict)
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def _batches(n: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
+             group: int = 50):
+    """Shuffled batches of row indices. With `lengths`: each run of `group` batches' worth of
+    shuffled rows is sorted by length before it is cut into batches, and the batches are
+    shuffled again, so a batch pads to nearly its own length yet the order stays random."""
     order = rng.permutation(n)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+    if lengths is None:
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+        return
+    batches = []
+    for start in range(0, n, batch_size * group):
+        block = order[start:start + batch_size * group]
+        block = block[np.argsort(lengths[block], kind="stable")]
+        batches += [block[i:i + batch_size] for i in range(0, len(block), batch_size)]
+    for i in rng.permutation(len(batches)):
+        yield batches[i]
 
 
 def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
@@ -113,6 +127,11 @@ def finetune(cfg: TrainConfig) -> dict:
     shutil.rmtree(tmp_dir, ignore_errors=True)
     queries, texts = train_df["query"].tolist(), train_df["text"].tolist()
     labels = train_df["label"].to_numpy(np.float32)
+    lengths = None
+    if cfg.group_by_length:  # tokenized once, cheaply (the fast tokenizer, no tensors)
+        lengths = np.array([int(m.sum()) for start in range(0, len(queries), 1024)
+                            for m in encoder.encode_pairs(queries[start:start + 1024],
+                                                          texts[start:start + 1024])["attention_mask"]])
     teacher_logits = _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None
     distill_w = float(cfg.distill_weight) if cfg.teacher else 0.0
     history, best, step = [], None, 0
@@ -139,7 +158,7 @@ def finetune(cfg: TrainConfig) -> dict:
     model.train()
     progress = tqdm(total=total_steps, desc="fine-tune", unit="step", mininterval=2.0)
     while step < total_steps:
-        for idx in _batches(len(train_df), cfg.batch_size, rng):
+        for idx in _batches(len(train_df), cfg.batch_size, rng, lengths):
             batch = encoder.encode_pairs([queries[i] for i in idx], [texts[i] for i in idx])
             tensors = {k: torch.from_numpy(v).long() for k, v in batch.items()}
             logits = model(**tensors).logits.reshape(-1)
@@ -208,6 +227,8 @@ def main(argv=None) -> None:
         if name == "extra":
             continue
         kind = type(value) if value is not None else str
+        if isinstance(value, bool):  # bool("0") is True: parse the words
+            kind = lambda text: text.strip().lower() in ("1", "true", "yes", "on")  # noqa: E731
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**vars(args))

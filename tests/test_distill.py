@@ -59,3 +59,19 @@ def test_int8_float_layers_leave_those_matmuls_in_fp32(tiny_model, onnx_fp32, tm
     assert any("layer.1/" in n for n in int8_mm) and not any("layer.0/" in n for n in int8_mm)
     with pytest.raises(BuildError, match="no MatMul of encoder layers"):
         quantize_int8(tiny_model, onnx_fp32, tmp_path / "x.onnx", max_ndcg_drop=0.05, float_layers=(7,))
+
+
+def test_length_grouped_batches_cover_every_row_once_and_pad_less():
+    from shoprank.train import _batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 64, size=1000)
+    plain = list(_batches(1000, 32, np.random.default_rng(1)))
+    grouped = list(_batches(1000, 32, np.random.default_rng(1), lengths, group=10))
+    for batches in (plain, grouped):
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padded = lambda bs: sum(len(b) * lengths[b].max() for b in bs)  # noqa: E731
+    assert padded(grouped) < 0.75 * padded(plain)
+    # Still shuffled: consecutive batches are not in length order.
+    maxima = [lengths[b].max() for b in grouped]
+    assert maxima != sorted(maxima)

@@ -385,3 +385,24 @@ def test_simulated_world_keeps_evaluation_queries_out_of_traffic():
 def test_activate_without_a_server_says_so():
     report = online.activate(f"127.0.0.1:{COLLECTOR_PORT + 1}", 7)
     assert report["live"] is False and "serves from its next start" in report["note"]
+
+
+def test_simulate_one_command_runs_rounds_for_both_variants_and_writes_plot(tiny_model, onnx_fp32, tmp_path):
+    """The simulator end to end, small: a real server per variant, shoppers, an update per round."""
+    from shoprank.server import free_ports
+    from shoprank.simulator import SimConfig, simulate
+
+    cfg = SimConfig(model_dir=str(tiny_model), engine=str(onnx_fp32), work_dir=str(tmp_path / "sim"),
+                    report_dir=str(tmp_path / "reports"), rounds=1, sessions=40, traffic_queries=8,
+                    eval_queries=8, candidates=10, steps=2, batch_size=8, ports=tuple(free_ports(3)))
+    summary = simulate(cfg, seeds=(7, 8))
+    assert summary["seeds"] == [7, 8]
+    for name in ("mean", "seed7", "seed8"):
+        curves = summary["true_ndcg@10"][name]
+        assert set(curves) == {"ips", "naive"} and all(len(v) == 2 for v in curves.values())
+        assert all(0 < x <= 1 for v in curves.values() for x in v)
+    for rows in summary["rounds"]["seed7"].values():
+        update = rows[0]["update"]  # published or refused by a gate: either is recorded
+        assert "published_version" in update or "refused" in update
+    assert (tmp_path / "reports" / "online_learning.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "reports" / "online_learning.json").read_text())["seeds"] == [7, 8]
