@@ -805,11 +805,12 @@ def markdown(report: dict) -> str:
              f"Load average at start {', '.join(f'{x:.2f}' for x in meta['start']['loadavg'])}; at end "
              f"{', '.join(f'{x:.2f}' for x in meta['end']['loadavg'])} (`uptime`: {meta['end']['uptime']}); "
              f"1-minute load while measuring: mean {_fmt(meta['load_during']['mean'], '.2f')}, "
-             f"max {_fmt(meta['load_during']['max'], '.2f')} (on {meta['start']['cores']} cores: above that, "
-             f"other work shared the CPU with every system alike).", ""]
-    load = meta.get("load_during", {}).get("mean")
-    if load is not None and load > meta["start"]["cores"]:
-        lines += [f"The machine was busy (mean load {load:.1f} on {meta['start']['cores']} cores): ratios come from one "
+             f"max {_fmt(meta['load_during']['max'], '.2f')} (it counts the benchmark's own 4-8 client threads "
+             f"and servers; the load at start tells whether other work shared the {meta['start']['cores']} cores).", ""]
+    load = meta["start"]["loadavg"][0]
+    if load > meta["start"]["cores"]:
+        lines += [f"The machine was busy at the start (1-minute load {load:.1f} on {meta['start']['cores']} cores): "
+                  "ratios come from one "
                   "interleaved run, but absolute times are slower than on an idle machine, and PyTorch's OpenMP "
                   "threads (naive, CrossEncoder, Infinity torch) lose more under contention than ONNX Runtime "
                   "threads that sleep when idle.", ""]

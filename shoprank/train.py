@@ -69,18 +69,19 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, lengths: np.ndar
         yield batches[i]
 
 
-def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
-    """Click probabilities of a trained PyTorch model for every row of df."""
-    import torch
-
+def predict_logits(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """Logits of a PyTorch cross-encoder for every row of df."""
     from .modeling import torch_logits
 
-    out = []
     queries, texts = df["query"].tolist(), df["text"].tolist()
-    for i in range(0, len(df), batch_size):
-        out.append(torch_logits(model, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size])))
-    logits = np.concatenate(out) if out else np.zeros(0, np.float32)
-    return 1.0 / (1.0 + np.exp(-logits))
+    out = [torch_logits(model, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size]))
+           for i in range(0, len(df), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """Click probabilities of a trained PyTorch model for every row of df."""
+    return 1.0 / (1.0 + np.exp(-predict_logits(model, encoder, df, batch_size)))
 
 
 def finetune(cfg: TrainConfig) -> dict:
@@ -200,16 +201,9 @@ def finetune(cfg: TrainConfig) -> dict:
     return summary
 
 
-def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df) -> np.ndarray:
     """The teacher's logits for every training row (it must share the student's tokenizer)."""
-    from .modeling import torch_logits
-
-    teacher = load_cross_encoder(teacher_dir).eval()
-    queries, texts = df["query"].tolist(), df["text"].tolist()
-    out = [torch_logits(teacher, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size]))
-           for i in range(0, len(df), batch_size)]
-    del teacher
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+    return predict_logits(load_cross_encoder(teacher_dir).eval(), encoder, df)
 
 
 def _tensorboard(out_dir: Path):
