@@ -110,7 +110,10 @@ def build_repository(model_dir: str | Path, engine: str | Path, repo: str | Path
     ranker_dir = repo / config.RANKER_MODEL / str(version)
     for stale in ENGINE_FILE.values():  # a target switch must not leave the other engine behind
         (ranker_dir / stale).unlink(missing_ok=True)
-    shutil.copy(engine, ranker_dir / ENGINE_FILE[target])
+    # Copy then rename: an interrupted copy must not leave a half-written engine Triton would load.
+    partial = ranker_dir / (ENGINE_FILE[target] + ".partial")
+    shutil.copy(engine, partial)
+    partial.replace(ranker_dir / ENGINE_FILE[target])
     _write_meta(ranker_dir, {"version": version, "source_model": str(model_dir.resolve()), "engine": str(engine),
                              "target": target, "published": time.time(), "by": "build_repository"})
     tokenizer_dir = repo / config.TOKENIZER_MODEL / str(version)
