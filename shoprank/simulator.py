@@ -355,11 +355,12 @@ def simulate(cfg: SimConfig, seeds: tuple[int, ...] = (), log=print) -> dict:
     from .feedback import benchmark
 
     started = time.time()
-    per_seed, oracles = {}, []
+    per_seed, oracles, hook_overhead = {}, [], {}
     for seed in seeds or (cfg.seed,):
         seed_cfg = replace(cfg, seed=seed, work_dir=str(Path(cfg.work_dir) / f"seed{seed}"), extra=cfg.extra)
         per_seed[seed], oracle = simulate_seed(seed_cfg, log)
         oracles.append(oracle)
+        hook_overhead[f"seed{seed}"] = cfg.extra.get("hook_overhead")
     Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
     write_cost = benchmark(Path(cfg.work_dir) / "write-bench.sqlite")
     curves = {seed: {v: [r["true_ndcg@10"] for r in rows] for v, rows in results.items()}
@@ -375,7 +376,7 @@ def simulate(cfg: SimConfig, seeds: tuple[int, ...] = (), log=print) -> dict:
                                             for v, rows in results.items()} for seed, results in per_seed.items()},
         "rounds": {f"seed{seed}": results for seed, results in per_seed.items()},
         "feedback_write_cost": write_cost,
-        "feedback_hook_overhead": cfg.extra.get("hook_overhead"),
+        "feedback_hook_overhead": hook_overhead,  # per seed: rank p50/p90 with and without the hook
         "seconds": round(time.time() - started, 1),
     }
     report_dir = Path(cfg.report_dir)

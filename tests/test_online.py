@@ -405,4 +405,5 @@ def test_simulate_one_command_runs_rounds_for_both_variants_and_writes_plot(tiny
         update = rows[0]["update"]  # published or refused by a gate: either is recorded
         assert "published_version" in update or "refused" in update
     assert (tmp_path / "reports" / "online_learning.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "reports" / "online_learning.json").read_text())["seeds"] == [7, 8]
+    report = json.loads((tmp_path / "reports" / "online_learning.json").read_text())
+    assert report["seeds"] == [7, 8] and set(report["feedback_hook_overhead"]) == {"seed7", "seed8"}
