@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import config, data, metrics
-from .engine import ENGINE_CHUNK_TOKENS, ENGINE_SPINNING, sigmoid
+from .engine import sigmoid
 
 BENCH_DIR = config.ARTIFACTS_DIR / "bench"           # scratch: repositories, logs, Infinity model copies
 BENCH_VENV = config.PROJECT_ROOT / ".bench-venv"      # Infinity's own environment (make bench sets it up)
@@ -675,7 +675,7 @@ def run(cfg: BenchConfig, log=print) -> dict:
                  "validation": {"pairs": len(valid), "queries": int(valid["query"].nunique())},
                  "mean_tokens_per_pair": _mean_tokens(model_dir, max_length, workloads),
                  "ranker_instances": cfg.ranker_instances, "tokenizer_instances": cfg.tokenizer_instances,
-                 "engine": {"chunk_tokens": ENGINE_CHUNK_TOKENS, "spinning": ENGINE_SPINNING,
+                 "engine": {"chunk_tokens": config.ENGINE_CHUNK_TOKENS, "spinning": config.ENGINE_SPINNING,
                             "threads": config.ENGINE_THREADS or os.cpu_count(),
                             "ranker_queue_delay_us": config.RANKER_QUEUE_DELAY_US},
                  "only": {k: list(v) for k, v in cfg.only.items()},

@@ -8,12 +8,8 @@ import numpy as np
 
 from . import config
 
-# Engine settings (chunking, spinning) live in shoprank.config; re-exported for callers.
-ENGINE_CHUNK_TOKENS = config.ENGINE_CHUNK_TOKENS
-ENGINE_SPINNING = config.ENGINE_SPINNING
 
-
-def session_options(threads: int = config.ENGINE_THREADS, spinning: bool = ENGINE_SPINNING):
+def session_options(threads: int = config.ENGINE_THREADS, spinning: bool = config.ENGINE_SPINNING):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -56,14 +52,14 @@ def length_chunks(lengths: np.ndarray, chunk_tokens: int) -> list[np.ndarray]:
 class OrtEngine:
     """Scores engine inputs (int32 [N, L]) -> logits float32 [N].
 
-    chunk_tokens > 0: length-aware execution (see ENGINE_CHUNK_TOKENS); 0: one call over the
+    chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS); 0: one call over the
     batch as padded. Logits are the same either way up to float rounding (padding is masked);
     with a dynamically quantized INT8 engine, activation scales follow the rows of each call,
     so its scores move slightly with the grouping.
     """
 
     def __init__(self, onnx_path: str | Path, threads: int = config.ENGINE_THREADS,
-                 chunk_tokens: int = ENGINE_CHUNK_TOKENS, spinning: bool = ENGINE_SPINNING):
+                 chunk_tokens: int = config.ENGINE_CHUNK_TOKENS, spinning: bool = config.ENGINE_SPINNING):
         import onnxruntime as ort
 
         self.path = Path(onnx_path)

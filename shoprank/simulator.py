@@ -101,19 +101,8 @@ def build_world(cfg: SimConfig) -> tuple[list[SimQuery], list[SimQuery]]:
         bucket = evaluation if is_eval else traffic
         if len(bucket) >= (cfg.eval_queries if is_eval else cfg.traffic_queries):
             continue
-        same = by_category[target.category]
-        scored = [(p, synthetic._relevance(intent, p)) for p in same]
-        matches = [p for p, r in scored if r >= 0.99]
-        near = [p for p, r in scored if r < 0.99]
-        chosen: dict[str, object] = {}
-        for p in rnd.sample(matches, min(len(matches), rnd.randint(2, 4))):
-            chosen[p.text] = p
-        for p in rnd.sample(near, min(len(near), rnd.randint(6, 10))):
-            chosen[p.text] = p
-        while len(chosen) < cfg.candidates:
-            p = rnd.choice(products)
-            chosen.setdefault(p.text, p)
-        items = list(chosen.values())[: cfg.candidates]
+        items = synthetic.candidate_set(rnd, intent, by_category[target.category], products, (2, 4), (6, 10),
+                                        cfg.candidates)[: cfg.candidates]
         rnd.shuffle(items)  # retrieval order carries no signal
         bucket.append(SimQuery(query, [p.text for p in items],
                                np.array([synthetic._relevance(intent, p) for p in items])))

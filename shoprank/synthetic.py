@@ -253,6 +253,25 @@ def _make_query(rnd: random.Random, target: Product) -> tuple[str, dict]:
     return query, intent
 
 
+def candidate_set(rnd: random.Random, intent, same_category: list[Product], products: list[Product],
+                  matches_range: tuple[int, int], near_range: tuple[int, int], size: int) -> list[Product]:
+    """What retrieval would hand over for a query: a few true matches and several near misses
+    of the target's category (counts drawn from the ranges), then random products up to `size`.
+    Distinct texts, in drawing order (callers shuffle)."""
+    scored = [(p, _relevance(intent, p)) for p in same_category]
+    matches = [p for p, r in scored if r >= 0.99]
+    near = [p for p, r in scored if r < 0.99]
+    shown: dict[str, Product] = {}
+    for p in rnd.sample(matches, min(len(matches), rnd.randint(*matches_range))):
+        shown[p.text] = p
+    for p in rnd.sample(near, min(len(near), rnd.randint(*near_range))):
+        shown[p.text] = p
+    while len(shown) < size:
+        p = rnd.choice(products)
+        shown.setdefault(p.text, p)
+    return list(shown.values())
+
+
 def generate(path: str | Path = DEFAULT_FILE, n_queries: int = 1000, seed: int = 0) -> Path:
     """Write the synthetic click log (query,text,click) to `path` as CSV and return the path.
 
@@ -272,19 +291,8 @@ def generate(path: str | Path = DEFAULT_FILE, n_queries: int = 1000, seed: int =
         if query in seen_queries:
             continue  # one impression per query, so a query is one ranking group
         seen_queries.add(query)
-        same_cat = by_category[target.category]
-        scored = [(p, _relevance(intent, p)) for p in same_cat]
-        matches = [p for p, r in scored if r >= 0.99]
-        near = [p for p, r in scored if r < 0.99]
-        shown: dict[str, Product] = {}
-        for p in rnd.sample(matches, min(len(matches), rnd.randint(1, 3))):
-            shown[p.text] = p
-        for p in rnd.sample(near, min(len(near), rnd.randint(3, 5))):
-            shown[p.text] = p
-        while len(shown) < CANDIDATES_PER_QUERY:
-            p = rnd.choice(products)
-            shown.setdefault(p.text, p)
-        candidates = list(shown.values())
+        candidates = candidate_set(rnd, intent, by_category[target.category], products, (1, 3), (3, 5),
+                                   CANDIDATES_PER_QUERY)
         rnd.shuffle(candidates)  # no position bias: shown order carries no signal
         for p in candidates:
             r = _relevance(intent, p)

@@ -130,9 +130,11 @@ def finetune(cfg: TrainConfig) -> dict:
     labels = train_df["label"].to_numpy(np.float32)
     lengths = None
     if cfg.group_by_length:  # tokenized once, cheaply (the fast tokenizer, no tensors)
-        lengths = np.array([int(m.sum()) for start in range(0, len(queries), 1024)
-                            for m in encoder.encode_pairs(queries[start:start + 1024],
-                                                          texts[start:start + 1024])["attention_mask"]])
+        from .engine import row_lengths
+
+        lengths = np.concatenate([
+            row_lengths(encoder.encode_pairs(queries[start:start + 1024], texts[start:start + 1024])["attention_mask"])
+            for start in range(0, len(queries), 1024)])
     teacher_logits = _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None
     distill_w = float(cfg.distill_weight) if cfg.teacher else 0.0
     history, best, step = [], None, 0

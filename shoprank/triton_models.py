@@ -75,11 +75,11 @@ class RankerModel:
     to execute(): that is where batching across concurrent requests pays."""
 
     def initialize(self, args):
-        from .engine import ENGINE_SPINNING, OrtEngine
+        from .engine import OrtEngine
 
         params = _parameters(args)
         engine_file = _version_dir(args) / params.get("engine_file", "model.onnx")
-        spinning = params.get("engine_spinning", str(int(ENGINE_SPINNING))) == "1"
+        spinning = params.get("engine_spinning", str(int(config.ENGINE_SPINNING))) == "1"
         self.engine = OrtEngine(engine_file, threads=int(params.get("engine_threads", 0)), spinning=spinning)
 
     def execute(self, requests):
