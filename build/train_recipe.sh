@@ -9,7 +9,7 @@
 # Measured: 35.6 CPU-minutes with THREADS=1 (72.8 min wall on a 2-core machine shared with other
 # jobs); validation NDCG@10 0.9248, RMSE 0.474 on the 1-3 scale (README "Home Depot recipe").
 # THREADS=1 when other jobs share the cores: two threads fighting for busy cores ran 5-10x slower.
-# Usage: build/train_recipe.sh [OUT_DIR] [DATA]   (env: EPOCHS, LR, MAX_LENGTH, BATCH, THREADS, GROUP_BY_LENGTH, PY)
+# Usage: build/train_recipe.sh [OUT_DIR] [DATA]   (env: EPOCHS, LR, MAX_LENGTH, BATCH, THREADS, GROUP_BY_LENGTH, PAIRWISE, PY)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-artifacts/model}
@@ -19,6 +19,6 @@ start=$(date +%s)
 $PY build/finetune.py --data "$DATA" --mapping homedepot --out-dir "$OUT" \
     --epochs "${EPOCHS:-1}" --lr "${LR:-8e-5}" --max-length "${MAX_LENGTH:-48}" \
     --batch-size "${BATCH:-32}" --warmup 0.1 --evals-per-epoch 3 --threads "${THREADS:-2}" \
-    --group-by-length "${GROUP_BY_LENGTH:-0}"
+    --group-by-length "${GROUP_BY_LENGTH:-0}" --pairwise-weight "${PAIRWISE:-0}"
 echo "recipe wall time: $(( $(date +%s) - start )) s"
 $PY build/plot_training.py "$OUT"

@@ -4,6 +4,12 @@ P(click | query, product) = sigmoid(W h_[CLS] + b), trained on soft labels in [0
 (clicks, or graded relevance mapped by shoprank.data). AdamW with linear warmup and decay;
 the checkpoint with the best validation NDCG@10 (queries split, never rows) is kept.
 
+Pairwise term (pairwise_weight=w > 0): batches hold whole queries (about batch_size rows), and
+the loss adds w x a RankNet term: for each pair of one query's products with labels y_i > y_j,
+(y_i - y_j) x log(1 + exp(s_j - s_i)), averaged with those weights. BCE keeps the logits calibrated
+(RMSE, click probabilities); the pairwise term spends the model's capacity on the order within a
+query, which is all NDCG sees.
+
 Distillation (teacher=a fine-tuned model folder, keep_layers=k): the student starts from the
 base model cut to k layers and learns (1 - w) x BCE on the labels + w x MSE to the teacher's
 logits, computed once before training (w = distill_weight).
@@ -47,6 +53,7 @@ class TrainConfig:
     teacher: str | None = None       # fine-tuned model folder whose logits the student also learns
     distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
     group_by_length: bool = False    # batches of similar-length pairs: less padding, faster on CPU
+    pairwise_weight: float = 0.0     # >0: batches of whole queries, + w x RankNet loss within each query
     extra: dict = field(default_factory=dict)
 
 
@@ -67,6 +74,36 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, lengths: np.ndar
         batches += [block[i:i + batch_size] for i in range(0, len(block), batch_size)]
     for i in rng.permutation(len(batches)):
         yield batches[i]
+
+
+def _query_batches(query_codes: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Shuffled batches of whole queries: queries in random order, each batch filled with
+    whole queries until it holds at least batch_size rows (a larger query is one batch)."""
+    order = np.argsort(query_codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(query_codes[order])) + 1
+    groups = np.split(order, bounds)
+    batch = []
+    for g in rng.permutation(len(groups)):
+        batch.append(groups[g])
+        if sum(len(b) for b in batch) >= batch_size:
+            yield np.concatenate(batch)
+            batch = []
+    if batch:
+        yield np.concatenate(batch)
+
+
+def pairwise_loss(logits, labels, query_codes):
+    """RankNet within queries, weighted by the label gap; 0 when no pair of one query differs."""
+    import torch
+
+    gap = labels[:, None] - labels[None, :]
+    weight = torch.where((query_codes[:, None] == query_codes[None, :]) & (gap > 0), gap,
+                         torch.zeros_like(gap))
+    total = weight.sum()
+    if total <= 0:
+        return logits.sum() * 0.0
+    margin = logits[:, None] - logits[None, :]
+    return (weight * torch.nn.functional.softplus(-margin)).sum() / total
 
 
 def predict_logits(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
@@ -107,7 +144,9 @@ def finetune(cfg: TrainConfig) -> dict:
     # masked, so both give the same logits.
     encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=cfg.max_length, buckets=None)
 
-    steps_per_epoch = math.ceil(len(train_df) / cfg.batch_size)
+    query_codes = pd_factorize(train_df["query"]) if cfg.pairwise_weight > 0 else None
+    steps_per_epoch = (math.ceil(len(train_df) / cfg.batch_size) if query_codes is None else
+                       sum(1 for _ in _query_batches(query_codes, cfg.batch_size, np.random.default_rng(0))))
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -136,6 +175,7 @@ def finetune(cfg: TrainConfig) -> dict:
             row_lengths(encoder.encode_pairs(queries[start:start + 1024], texts[start:start + 1024])["attention_mask"])
             for start in range(0, len(queries), 1024)])
     teacher_logits = _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None
+    pair_w = float(cfg.pairwise_weight)
     distill_w = float(cfg.distill_weight) if cfg.teacher else 0.0
     history, best, step = [], None, 0
     writer = _tensorboard(out_dir)
@@ -161,7 +201,9 @@ def finetune(cfg: TrainConfig) -> dict:
     model.train()
     progress = tqdm(total=total_steps, desc="fine-tune", unit="step", mininterval=2.0)
     while step < total_steps:
-        for idx in _batches(len(train_df), cfg.batch_size, rng, lengths):
+        batches = (_query_batches(query_codes, cfg.batch_size, rng) if query_codes is not None
+                   else _batches(len(train_df), cfg.batch_size, rng, lengths))
+        for idx in batches:
             batch = encoder.encode_pairs([queries[i] for i in idx], [texts[i] for i in idx])
             tensors = {k: torch.from_numpy(v).long() for k, v in batch.items()}
             logits = model(**tensors).logits.reshape(-1)
@@ -169,6 +211,9 @@ def finetune(cfg: TrainConfig) -> dict:
             if teacher_logits is not None:
                 distill = torch.nn.functional.mse_loss(logits, torch.from_numpy(teacher_logits[idx]))
                 loss = (1.0 - distill_w) * loss + distill_w * distill
+            if query_codes is not None:
+                loss = loss + pair_w * pairwise_loss(logits, torch.from_numpy(labels[idx]),
+                                                     torch.from_numpy(query_codes[idx]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -201,6 +246,13 @@ def finetune(cfg: TrainConfig) -> dict:
                      **({"layers_kept": kept} if kept else {}),
                      **({"teacher": str(cfg.teacher), "distill_weight": distill_w} if cfg.teacher else {}))
     return summary
+
+
+def pd_factorize(values) -> np.ndarray:
+    """Integer code per row, equal for equal values (pandas' factorize)."""
+    import pandas as pd
+
+    return pd.factorize(values, sort=False)[0].astype(np.int64)
 
 
 def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df) -> np.ndarray:
