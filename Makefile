@@ -45,7 +45,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -129,6 +129,9 @@ eval: venv  ## quality of every variant + baselines on validation queries (MODEL
 
 recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~36 CPU-min) -> $(MODEL) + training.png
 	PY="$(PY)" build/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
+
+compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
+	$(PY) build/compare.py $(MODELS)
 
 qdq: venv  ## explicit INT8 (QDQ) ONNX for TensorRT from 512 training pairs; fails if validation NDCG@10 drops > 0.005
 	$(PY) build/quantize_qdq.py --model "$(MODEL)"

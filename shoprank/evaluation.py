@@ -293,6 +293,39 @@ def self_served(model_dir: Path, engine_path: Path, work_dir: Path, ports: Seque
         srv.stop_process(proc)
 
 
+# --- comparing trained models ------------------------------------------------------------------
+def compare_models(model_dirs: Sequence[str | Path], df, log: Callable[[str], None] = print) -> list[dict]:
+    """PyTorch FP32 quality of several models on the same rows, each against the first with a
+    paired bootstrap interval on NDCG@10: which training settings helped, and by more than the
+    noise of this many queries. Scores come from each model's own tokenizer and max length."""
+    results, first = [], None
+    for model_dir in model_dirs:
+        started = time.perf_counter()
+        scores = np.asarray(pytorch_variant(Path(model_dir)).score(df), dtype=np.float64)
+        result = {"model": str(model_dir), **metrics.evaluate(df, scores),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        if first is None:
+            first = scores
+        else:
+            result["ndcg_diff"] = metrics.ndcg_difference(df, first, scores)
+        results.append(result)
+        log(f"  {model_dir}: NDCG@10 {_f(result['ndcg@10'])} ({result['seconds']} s)")
+    return results
+
+
+def comparison_markdown(results: list[dict]) -> str:
+    graded = any(r.get("rmse_grade") is not None for r in results)
+    head = ["model", "NDCG@10", "Δ NDCG vs first [95% CI]", "MRR", "AUC", "RMSE (1–3)" if graded else "RMSE (label)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        d = r.get("ndcg_diff")
+        delta = "—" if not d or d["mean"] is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        rmse = r.get("rmse_grade") if graded else r.get("rmse_label")
+        lines.append("| " + " | ".join([r["model"], _f(r["ndcg@10"]), delta, _f(r["mrr"]), _f(r["auc"]),
+                                           _f(rmse)]) + " |")
+    return "\n".join(lines)
+
+
 # --- the table ---------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -306,6 +339,7 @@ class Row:
     max_abs_diff: float | None = None  # largest |probability difference| against FP32
     latency_ms: float | None = None
     latency_source: str = ""
+    ndcg_diff: dict | None = None   # metrics.ndcg_difference against FP32 (mean, 95% interval)
     scores: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -333,7 +367,7 @@ class Table:
         rmse_name = "RMSE (1–3)" if s["graded"] else "RMSE (label)"
         random_ndcg = s["random_ndcg"]
         head = ["variant", "NDCG@10", "lift vs random", "MRR", "P@5", "AUC", rmse_name,
-                "Δ NDCG vs FP32", f"gate ≤{s['max_ndcg_drop']}", "max |Δp| vs FP32",
+                "Δ NDCG vs FP32 [95% CI]", f"gate ≤{s['max_ndcg_drop']}", "max |Δp| vs FP32",
                 "rank-50 p50 ms", "queries NDCG / MRR·P@5", "note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
@@ -343,12 +377,15 @@ class Table:
                 continue
             rmse = m.get("rmse_grade", m.get("rmse_label")) if r.kind == "variant" else None
             ref = s.get("reference_ndcg")
-            delta = None if (r.kind != "variant" or ref is None or r.ndcg is None) else r.ndcg - ref
+            delta = None if (r.kind != "variant" or ref is None or r.ndcg is None) else _f(r.ndcg - ref, "+.4f")
+            if r.ndcg_diff and r.ndcg_diff["mean"] is not None:
+                d = r.ndcg_diff
+                delta = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
             gate = "" if r.gate is None else ("pass" if r.gate["passed"] else "**FAIL**")
             lines.append("| " + " | ".join([
                 r.label, _f(r.ndcg), _f(None if r.ndcg is None or random_ndcg is None else r.ndcg - random_ndcg, "+.4f"),
                 _f(m.get("mrr")), _f(m.get("p@5")), _f(m.get("auc")), _f(rmse),
-                _f(delta, "+.4f"), gate, _f(r.max_abs_diff, ".1e"),
+                delta or "—", gate, _f(r.max_abs_diff, ".1e"),
                 _f(r.latency_ms, ".1f") + (f" ({r.latency_source})" if r.latency_source and r.latency_ms else ""),
                 f"{m['queries']['ndcg@10']} / {m['queries']['mrr']}", r.note]) + " |")
         return "\n".join(lines)
@@ -358,7 +395,8 @@ class Table:
         for r in self.rows:
             rows.append({"key": r.key, "label": r.label, "kind": r.kind, "metrics": r.metrics, "note": r.note,
                          "seconds": r.seconds, "gate": r.gate, "max_abs_diff_vs_fp32": r.max_abs_diff,
-                         "rank50_p50_ms": r.latency_ms, "latency_source": r.latency_source})
+                         "rank50_p50_ms": r.latency_ms, "latency_source": r.latency_source,
+                         "ndcg_diff_vs_reference": r.ndcg_diff})
         return {"summary": self.summary, "rows": rows}
 
 
@@ -492,6 +530,7 @@ def evaluate_model(model_dir: str | Path, df, onnx_dir: str | Path | None = None
     reference = next((r for r in rows if r.key == REFERENCE and r.metrics), None) or \
         next((r for r in rows if r.key == "onnx-fp32" and r.metrics), None)
     _gate(rows, reference, df, max_ndcg_drop)
+    _ndcg_differences(rows, reference, df)
     train_mean = _train_mean_label(model_dir, df)
     labels = df["label"].to_numpy(np.float64)
     gain_scale = float(df.attrs.get("max_gain", 1.0))
@@ -528,6 +567,16 @@ def _gate(rows: list[Row], reference: Row | None, df, max_ndcg_drop: float) -> N
         except BuildError as exc:
             drop = reference.ndcg - r.ndcg if (reference.ndcg is not None and r.ndcg is not None) else None
             r.gate = {"passed": False, "ndcg_drop": drop, "max_ndcg_drop": max_ndcg_drop, "error": str(exc)}
+
+
+def _ndcg_differences(rows: list[Row], reference: Row | None, df) -> None:
+    """Every scored row's NDCG@10 against the reference on the same queries, with a paired
+    bootstrap interval: whether a variant's loss or a baseline's gap is more than noise."""
+    if reference is None:
+        return
+    for r in rows:
+        if r.scores is not None and r is not reference:
+            r.ndcg_diff = metrics.ndcg_difference(df, reference.scores, r.scores)
 
 
 def _train_mean_label(model_dir: Path, df) -> float:
@@ -620,6 +669,9 @@ def markdown_report(table: Table, title: str = "Ranking quality", png: str | Non
              "their scores are not probabilities.",
              f"- Gate: a variant fails when its NDCG@10 is more than {s['max_ndcg_drop']} below "
              f"{s['reference'] or 'FP32'}'s on these rows (shoprank.quality_gate).",
+             "- Δ NDCG vs FP32: mean per-query difference on the same queries, with a 95% paired bootstrap "
+             "interval (1,000 resamples of the queries); an interval that contains 0 is no measurable "
+             "difference on this many queries.",
              ]
     if s.get("latency"):
         lines.append(f"- Latency (rank-50 p50): {s['latency']}. Timings are for comparison between variants, "

@@ -58,6 +58,16 @@ def test_table_has_every_variant_and_baseline_with_query_counts(table):
     for r in tab.rows:
         assert r.label in text
     assert f"{len(with_relevant)} / {len(with_relevant)}" in text
+    # Every scored row but the reference carries its paired difference to FP32, interval included.
+    ref = tab.row("pytorch-fp32")
+    for r in scored:
+        if r is ref or r.key == "random":  # random order is a mean over shuffles: no one score per row
+            assert r.ndcg_diff is None
+            continue
+        d = r.ndcg_diff
+        assert d["mean"] == pytest.approx(r.ndcg - ref.ndcg, abs=1e-9), r.key
+        assert d["low"] <= d["mean"] <= d["high"] and d["queries"] == len(with_relevant)
+        assert f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" in text
     assert tab.summary["random_ndcg"] == pytest.approx(metrics.random_baseline(df, seeds=evaluation.RANDOM_SEEDS))
 
 
@@ -189,3 +199,31 @@ def test_engine_gate_scores_as_served(tiny_model, onnx_fp32, onnx_int8, table):
     assert int8["ndcg_candidate"] == pytest.approx(tab.row("served").ndcg, abs=1e-9)
     assert int8["ndcg_reference"] == pytest.approx(tab.row("onnx-fp32").ndcg, abs=1e-9)
     assert int8["queries"] == tab.row("served").metrics["queries"]["ndcg@10"]
+
+
+def test_compare_models_on_one_split_and_refuses_models_with_other_splits(tiny_model, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shoprank.modeling import write_model_card
+
+    root = Path(__file__).resolve().parent.parent
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model, other)
+    df = evaluation.eval_pairs(tiny_model, limit_queries=30)
+    results = evaluation.compare_models([tiny_model, other], df, log=lambda _: None)
+    assert results[0]["ndcg@10"] == results[1]["ndcg@10"] and "ndcg_diff" not in results[0]
+    assert results[1]["ndcg_diff"]["mean"] == results[1]["ndcg_diff"]["low"] == 0.0
+    assert "+0.0000 [+0.0000, +0.0000]" in evaluation.comparison_markdown(results)
+    run = lambda *models: subprocess.run(  # noqa: E731
+        [sys.executable, str(root / "build" / "compare.py"), *map(str, models), "--limit-queries", "30"],
+        capture_output=True, text=True, timeout=300)
+    done = run(tiny_model, other)
+    assert done.returncode == 0, done.stderr
+    assert "Δ NDCG vs first" in done.stdout and str(other) in done.stdout
+    # Trained with another split seed: its "validation" rows may be the others' training rows.
+    write_model_card(other, seed=99)
+    refused = run(tiny_model, other)
+    assert refused.returncode == 2 and "different data or split seeds" in refused.stderr

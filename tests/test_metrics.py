@@ -147,3 +147,22 @@ def test_random_baseline():
     assert value == metrics.random_baseline(one, seeds=20)  # seeded, repeatable
     flat = one.assign(gain=[1.0, 1.0])
     assert metrics.random_baseline(flat) == 1.0  # equal gains: every order is ideal
+
+
+def test_ndcg_difference_is_paired_and_its_interval_brackets_the_mean():
+    rng = np.random.default_rng(0)
+    rows = [(f"q{q}", g) for q in range(60) for g in rng.integers(0, 3, size=6)]
+    df = pd.DataFrame({"query": [q for q, _ in rows], "gain": [float(g) for _, g in rows]})
+    gains = df["gain"].to_numpy()
+    perfect, reverse = gains + 0.01 * rng.random(len(df)), -gains
+    same = metrics.ndcg_difference(df, perfect, perfect)
+    assert same["mean"] == same["low"] == same["high"] == 0.0
+    d = metrics.ndcg_difference(df, reverse, perfect)
+    per = metrics.per_query_ndcg(df, perfect) - metrics.per_query_ndcg(df, reverse)
+    assert d["mean"] == pytest.approx(np.nanmean(per)) and d["queries"] == np.count_nonzero(~np.isnan(per))
+    assert 0 < d["low"] < d["mean"] < d["high"]
+    # Its mean is the difference of evaluate's NDCG means (same queries, same skip rules).
+    df["label"], df["relevant"] = gains / 2, gains >= 2
+    noisy = gains + rng.normal(0, 1.0, len(df))
+    expected = metrics.evaluate(df, noisy)["ndcg@10"] - metrics.evaluate(df, reverse)["ndcg@10"]
+    assert metrics.ndcg_difference(df, reverse, noisy)["mean"] == pytest.approx(expected)
