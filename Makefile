@@ -127,7 +127,7 @@ eval: venv  ## quality of every variant + baselines on validation queries (MODEL
 	$(PY) build/eval.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \
 		$(if $(filter command line environment,$(origin DATA)),--data "$(DATA)") $(if $(GRPC),--grpc "$(GRPC)") $(EVAL_ARGS)
 
-recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~36 CPU-min) -> $(MODEL) + training.png
+recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~20 min on 2 idle cores) -> $(MODEL) + training.png
 	PY="$(PY)" build/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
 
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)

@@ -3,11 +3,12 @@
 # then plot its validation curves. Settings (README "Home Depot recipe"):
 #   max length 48   99% of (query, title) pairs fit in 48 tokens (median 25), so longer only costs
 #   lr 8e-5         linear warmup 10% then linear decay; batch 32; BCE on (relevance - 1) / 2
+#   PAIRWISE=0      a RankNet term on top (PAIRWISE=1) lost on every validation metric
 #   1 epoch         1,661 steps over 53,127 training pairs; the checkpoint with the best
 #                   validation NDCG@10 (3 evaluations) is kept, so the validation split, never
 #                   the withheld queries, picks the stopping point
-# Measured: 35.6 CPU-minutes with THREADS=1 (72.8 min wall on a 2-core machine shared with other
-# jobs); validation NDCG@10 0.9248, RMSE 0.474 on the 1-3 scale (README "Home Depot recipe").
+# Measured: 20 min wall on 2 idle cores (35.6 CPU-minutes with THREADS=1); validation NDCG@10
+# 0.9248, RMSE 0.474 on the 1-3 scale. Other settings tried, and why they lost: README "Home Depot recipe".
 # THREADS=1 when other jobs share the cores: two threads fighting for busy cores ran 5-10x slower.
 # Usage: build/train_recipe.sh [OUT_DIR] [DATA]   (env: EPOCHS, LR, MAX_LENGTH, BATCH, THREADS, GROUP_BY_LENGTH, PAIRWISE, PY)
 set -euo pipefail
