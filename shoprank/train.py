@@ -1,7 +1,9 @@
 """Fine-tune a cross-encoder: (query, product text) -> click logit, binary cross-entropy.
 
 P(click | query, product) = sigmoid(W h_[CLS] + b), trained on soft labels in [0, 1]
-(clicks, or graded relevance mapped by shoprank.data). AdamW with linear warmup and decay;
+(clicks, or graded relevance mapped by shoprank.data) with binary cross-entropy, or (loss="mse")
+the squared error of the probability, the better fit for graded labels judged by RMSE (the
+Home Depot recipe uses it). AdamW with linear warmup and decay;
 the checkpoint with the best validation NDCG@10 (queries split, never rows) is kept.
 
 Pairwise term (pairwise_weight=w > 0): batches hold whole queries (about batch_size rows), and
@@ -54,6 +56,7 @@ class TrainConfig:
     distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
     group_by_length: bool = False    # batches of similar-length pairs: less padding, faster on CPU
     pairwise_weight: float = 0.0     # >0: batches of whole queries, + w x RankNet loss within each query
+    loss: str = "bce"                # "bce" on the soft labels, or "mse" of the probability (regression)
     extra: dict = field(default_factory=dict)
 
 
@@ -160,7 +163,12 @@ def finetune(cfg: TrainConfig) -> dict:
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    if cfg.loss not in ("bce", "mse"):
+        raise ValueError(f"loss must be 'bce' or 'mse', got {cfg.loss!r}")
+    bce = torch.nn.BCEWithLogitsLoss()
+    # Both have the label's mean as their minimum; MSE weighs every error on the label scale
+    # alike (what RMSE measures), BCE weighs errors near 0 and 1 more.
+    loss_fn = bce if cfg.loss == "bce" else (lambda z, y: torch.nn.functional.mse_loss(torch.sigmoid(z), y))
 
     out_dir = Path(cfg.out_dir)
     tmp_dir = out_dir.with_name(out_dir.name + ".partial")

@@ -57,3 +57,18 @@ def test_finetune_with_pairwise_term_trains_and_records_it(build_dir):
                                    threads=2, pairwise_weight=1.0))
     assert summary["config"]["pairwise_weight"] == 1.0
     assert summary["best"]["ndcg@10"] is not None and (build_dir / "pairwise" / "model.safetensors").exists()
+
+
+def test_mse_loss_option_trains_and_an_unknown_loss_is_refused(build_dir):
+    from shoprank.modeling import build_tiny_model
+    from shoprank.train import TrainConfig, finetune
+    from conftest import TEST_MAX_LENGTH
+
+    base = build_tiny_model(build_dir / "tiny-base-mse")
+    cfg = dict(base_model=str(base), max_steps=10, batch_size=32, lr=1e-3, max_length=TEST_MAX_LENGTH,
+               evals_per_epoch=1, threads=2)
+    summary = finetune(TrainConfig(out_dir=str(build_dir / "mse"), loss="mse", **cfg))
+    assert summary["config"]["loss"] == "mse" and summary["best"]["rmse_label"] is not None
+    with pytest.raises(ValueError, match="loss must be 'bce' or 'mse'"):
+        finetune(TrainConfig(out_dir=str(build_dir / "bad-loss"), loss="hinge", **cfg))
+    assert not (build_dir / "bad-loss").exists()
