@@ -318,8 +318,7 @@ def comparison_markdown(results: list[dict]) -> str:
     head = ["model", "NDCG@10", "Δ NDCG vs first [95% CI]", "MRR", "AUC", "RMSE (1–3)" if graded else "RMSE (label)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        d = r.get("ndcg_diff")
-        delta = "—" if not d or d["mean"] is None else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        delta = _interval(r.get("ndcg_diff")) or "—"
         rmse = r.get("rmse_grade") if graded else r.get("rmse_label")
         lines.append("| " + " | ".join([r["model"], _f(r["ndcg@10"]), delta, _f(r["mrr"]), _f(r["auc"]),
                                            _f(rmse)]) + " |")
@@ -377,10 +376,8 @@ class Table:
                 continue
             rmse = m.get("rmse_grade", m.get("rmse_label")) if r.kind == "variant" else None
             ref = s.get("reference_ndcg")
-            delta = None if (r.kind != "variant" or ref is None or r.ndcg is None) else _f(r.ndcg - ref, "+.4f")
-            if r.ndcg_diff and r.ndcg_diff["mean"] is not None:
-                d = r.ndcg_diff
-                delta = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+            delta = _interval(r.ndcg_diff) or (
+                None if (r.kind != "variant" or ref is None or r.ndcg is None) else _f(r.ndcg - ref, "+.4f"))
             gate = "" if r.gate is None else ("pass" if r.gate["passed"] else "**FAIL**")
             lines.append("| " + " | ".join([
                 r.label, _f(r.ndcg), _f(None if r.ndcg is None or random_ndcg is None else r.ndcg - random_ndcg, "+.4f"),
@@ -402,6 +399,13 @@ class Table:
 
 def _f(value, spec: str = ".4f") -> str:
     return "—" if value is None else format(value, spec)
+
+
+def _interval(diff: dict | None) -> str | None:
+    """metrics.ndcg_difference as "mean [low, high]"; None when there is none."""
+    if not diff or diff["mean"] is None:
+        return None
+    return f"{diff['mean']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]"
 
 
 def _scored(row: Row, fn, df, log) -> Row:

@@ -8,8 +8,8 @@ the checkpoint with the best validation NDCG@10 (queries split, never rows) is k
 
 Pairwise term (pairwise_weight=w > 0): batches hold whole queries (about batch_size rows), and
 the loss adds w x a RankNet term: for each pair of one query's products with labels y_i > y_j,
-(y_i - y_j) x log(1 + exp(s_j - s_i)), averaged with those weights. BCE keeps the logits calibrated
-(RMSE, click probabilities); the pairwise term spends the model's capacity on the order within a
+(y_i - y_j) x log(1 + exp(s_j - s_i)), averaged with those weights. The pointwise loss keeps the
+logits calibrated (RMSE, click probabilities); the pairwise term spends the model's capacity on the order within a
 query, which is all NDCG sees.
 
 Distillation (teacher=a fine-tuned model folder, keep_layers=k): the student starts from the
@@ -79,18 +79,17 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, lengths: np.ndar
         yield batches[i]
 
 
-def _query_batches(query_codes: np.ndarray, batch_size: int, rng: np.random.Generator):
-    """Shuffled batches of whole queries: queries in random order, each batch filled with
-    whole queries until it holds at least batch_size rows (a larger query is one batch)."""
-    order = np.argsort(query_codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(query_codes[order])) + 1
-    groups = np.split(order, bounds)
-    batch = []
+def _query_batches(groups: list[np.ndarray], batch_size: int, rng: np.random.Generator):
+    """Shuffled batches of whole queries (`groups`: each query's row positions, as from
+    data.query_groups): queries in random order, each batch filled with whole queries until it
+    holds at least batch_size rows (a larger query is one batch)."""
+    batch, rows = [], 0
     for g in rng.permutation(len(groups)):
         batch.append(groups[g])
-        if sum(len(b) for b in batch) >= batch_size:
+        rows += len(groups[g])
+        if rows >= batch_size:
             yield np.concatenate(batch)
-            batch = []
+            batch, rows = [], 0
     if batch:
         yield np.concatenate(batch)
 
@@ -129,6 +128,8 @@ def finetune(cfg: TrainConfig) -> dict:
     from tqdm import tqdm
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
+    if cfg.loss not in ("bce", "mse"):  # before any data or weights are loaded
+        raise ValueError(f"loss must be 'bce' or 'mse', got {cfg.loss!r}")
     started = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -147,9 +148,14 @@ def finetune(cfg: TrainConfig) -> dict:
     # masked, so both give the same logits.
     encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=cfg.max_length, buckets=None)
 
-    query_codes = pd_factorize(train_df["query"]) if cfg.pairwise_weight > 0 else None
-    steps_per_epoch = (math.ceil(len(train_df) / cfg.batch_size) if query_codes is None else
-                       sum(1 for _ in _query_batches(query_codes, cfg.batch_size, np.random.default_rng(0))))
+    query_groups, query_codes = None, None
+    if cfg.pairwise_weight > 0:  # whole-query batches, and each row's query for the pairwise term
+        query_groups = [idx for _, idx in data.query_groups(train_df)]
+        query_codes = np.empty(len(train_df), np.int64)
+        for code, idx in enumerate(query_groups):
+            query_codes[idx] = code
+    steps_per_epoch = (math.ceil(len(train_df) / cfg.batch_size) if query_groups is None else
+                       sum(1 for _ in _query_batches(query_groups, cfg.batch_size, np.random.default_rng(0))))
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -163,12 +169,10 @@ def finetune(cfg: TrainConfig) -> dict:
     ]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
-    if cfg.loss not in ("bce", "mse"):
-        raise ValueError(f"loss must be 'bce' or 'mse', got {cfg.loss!r}")
-    bce = torch.nn.BCEWithLogitsLoss()
     # Both have the label's mean as their minimum; MSE weighs every error on the label scale
     # alike (what RMSE measures), BCE weighs errors near 0 and 1 more.
-    loss_fn = bce if cfg.loss == "bce" else (lambda z, y: torch.nn.functional.mse_loss(torch.sigmoid(z), y))
+    loss_fn = (torch.nn.BCEWithLogitsLoss() if cfg.loss == "bce"
+               else lambda z, y: torch.nn.functional.mse_loss(torch.sigmoid(z), y))
 
     out_dir = Path(cfg.out_dir)
     tmp_dir = out_dir.with_name(out_dir.name + ".partial")
@@ -209,7 +213,7 @@ def finetune(cfg: TrainConfig) -> dict:
     model.train()
     progress = tqdm(total=total_steps, desc="fine-tune", unit="step", mininterval=2.0)
     while step < total_steps:
-        batches = (_query_batches(query_codes, cfg.batch_size, rng) if query_codes is not None
+        batches = (_query_batches(query_groups, cfg.batch_size, rng) if query_groups is not None
                    else _batches(len(train_df), cfg.batch_size, rng, lengths))
         for idx in batches:
             batch = encoder.encode_pairs([queries[i] for i in idx], [texts[i] for i in idx])
@@ -254,13 +258,6 @@ def finetune(cfg: TrainConfig) -> dict:
                      **({"layers_kept": kept} if kept else {}),
                      **({"teacher": str(cfg.teacher), "distill_weight": distill_w} if cfg.teacher else {}))
     return summary
-
-
-def pd_factorize(values) -> np.ndarray:
-    """Integer code per row, equal for equal values (pandas' factorize)."""
-    import pandas as pd
-
-    return pd.factorize(values, sort=False)[0].astype(np.int64)
 
 
 def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df) -> np.ndarray:

@@ -8,11 +8,14 @@ import pytest
 
 
 def test_query_batches_keep_queries_whole_and_cover_every_row_once():
+    import pandas as pd
+    from shoprank.data import query_groups
     from shoprank.train import _query_batches
 
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 200, size=1500)  # 200 queries, ~7.5 rows each, rows interleaved
-    batches = list(_query_batches(codes, 32, np.random.default_rng(1)))
+    groups = [idx for _, idx in query_groups(pd.DataFrame({"query": codes}))]
+    batches = list(_query_batches(groups, 32, np.random.default_rng(1)))
     assert sorted(np.concatenate(batches).tolist()) == list(range(1500))
     seen = set()
     for b in batches:
@@ -21,7 +24,7 @@ def test_query_batches_keep_queries_whole_and_cover_every_row_once():
         seen |= queries
         assert all((codes[b] == q).sum() == (codes == q).sum() for q in queries)
     assert all(len(b) >= 32 for b in batches[:-1])
-    assert [len(b) for b in batches] != [len(b) for b in _query_batches(codes, 32, np.random.default_rng(2))]
+    assert [len(b) for b in batches] != [len(b) for b in _query_batches(groups, 32, np.random.default_rng(2))]
 
 
 def test_pairwise_loss_matches_ranknet_by_hand_and_ignores_other_queries():
