@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
+SHOPRANK    := $(VENV)/bin/shoprank
 ARTIFACTS   ?= artifacts
 MODEL       ?= $(ARTIFACTS)/model
 DATA        ?= default
@@ -38,59 +39,64 @@ P99_MS      ?=
 LOADTEST_ARGS ?=
 CONCURRENCY ?= 1,2,4,8
 
-ENGINE_FILE  = $(ARTIFACTS)/onnx/model.$(ENGINE).onnx
+ENGINE_FILE  = $(ONNX_DIR)/model.$(ENGINE).onnx
 DISTILLED_INT8 = $(ARTIFACTS)/onnx-l$(LAYERS)/model.int8.onnx
 PERF_ANALYZER = $(ARTIFACTS)/tools/perf_analyzer/perf_analyzer/bin/perf_analyzer
 SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
+.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-venv: $(VENV)/.installed  ## create/refresh .venv from the pinned requirements (fast when current)
+venv: $(VENV)/.installed  ## create/refresh .venv: the pinned requirements, then shoprank itself (editable)
 
 data: venv  ## write the synthetic default data (data/default/clicks.csv)
-	$(PY) -c "from shoprank.synthetic import ensure_default_data as e; print(e())"
+	$(SHOPRANK) data
 
 finetune: venv  ## fine-tune the cross-encoder (DATA=, BASE_MODEL=, EPOCHS=, MAX_LENGTH=) -> $(MODEL)
-	$(PY) build/finetune.py --data "$(DATA)" --out-dir "$(MODEL)" --epochs $(EPOCHS) --max-length $(MAX_LENGTH) \
+	$(SHOPRANK) finetune --data "$(DATA)" --out-dir "$(MODEL)" --epochs $(EPOCHS) --max-length $(MAX_LENGTH) \
 		$(if $(BASE_MODEL),--base-model "$(BASE_MODEL)")
 
 onnx: venv  ## export $(MODEL) to ONNX FP32, checked against PyTorch
-	$(PY) build/export_onnx.py --model "$(MODEL)"
+	$(SHOPRANK) onnx --model "$(MODEL)" --out "$(ONNX_DIR)/model.fp32.onnx"
 
 int8: venv  ## ONNX Runtime INT8 from the FP32 ONNX, gated on validation NDCG@10
-	$(PY) build/quantize_int8.py --model "$(MODEL)"
+	$(SHOPRANK) int8 --model "$(MODEL)" --fp32 "$(ONNX_DIR)/model.fp32.onnx" --out "$(ONNX_DIR)/model.int8.onnx"
 
 repository: venv  ## generate model_repository/ for TARGET=python|onnxruntime|tensorrt with ENGINE=int8|fp32
-	$(PY) build/make_repository.py --model "$(MODEL)" --engine "$(ENGINE_FILE)" --target $(TARGET)
+	$(SHOPRANK) repository --model "$(MODEL)" --engine "$(ENGINE_FILE)" --target $(TARGET)
 
 serve: venv  ## start tritonserver in the background on $(HOST) and wait until ready
-	$(PY) -m shoprank.server start $(SERVER_ARGS)
+	$(SHOPRANK) serve $(SERVER_ARGS)
 
 stop: venv  ## stop the server started by `make serve`
-	$(PY) -m shoprank.server stop
+	$(SHOPRANK) stop
 
 status: venv  ## is the server ready?
-	$(PY) -m shoprank.server status $(SERVER_ARGS)
+	$(SHOPRANK) status $(SERVER_ARGS)
 
 query: venv  ## rank a few example products over gRPC and HTTP against the running server
-	$(PY) build/demo_queries.py --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
+	$(SHOPRANK) query --model "$(MODEL)" --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT)
 
 demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, query, stop
 	@t0=$$(date +%s.%N); $(MAKE) --no-print-directory venv; t1=$$(date +%s.%N); \
-	$(PY) build/demo.py --setup-seconds "$$t0 $$t1"
+	$(PY) scripts/demo.py --setup-seconds "$$t0 $$t1"
 
-test: venv  ## unit and integration tests (real tritonserver, gRPC and HTTP)
+test: venv  ## unit tests (no server) and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+lint: venv  ## ruff, and the import contracts in pyproject.toml (lint-imports)
+	$(VENV)/bin/ruff check shoprank tests scripts model_repository
+	$(VENV)/bin/lint-imports
 
 $(BENCH_VENV)/.installed: requirements-bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
@@ -105,57 +111,57 @@ bench: venv bench-venv  ## side-by-side speed and quality: naive PyTorch, CrossE
 	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory int8
 	@test -f "$(DISTILLED_INT8)" || $(MAKE) --no-print-directory distill \
 		|| echo "bench: no distilled model (make distill failed or its gate refused it): not measured"
-	$(PY) build/bench.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --infinity-venv "$(BENCH_VENV)" \
+	$(SHOPRANK) bench --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --infinity-venv "$(BENCH_VENV)" \
 		$$(test -f "$(DISTILLED_INT8)" && echo --engine "l$(LAYERS)-int8=$(DISTILLED_INT8)") $(BENCH_ARGS)
 
 shoppers: venv  ## simulated shoppers against the running server, logged into $(FEEDBACK_DB) (traffic for make update)
-	$(PY) build/simulate.py --shoppers-only $(HOST):$(GRPC_PORT) --feedback-db "$(FEEDBACK_DB)" $(SIMULATE_ARGS)
+	$(SHOPRANK) shoppers --url $(HOST):$(GRPC_PORT) --feedback-db "$(FEEDBACK_DB)" $(SIMULATE_ARGS)
 
 distill: venv  ## compress: cut $(MODEL) to LAYERS (3) layers, distil, ONNX + INT8, gated vs the full FP32 -> $(MODEL)-l$(LAYERS)
-	$(PY) build/distill.py --teacher "$(MODEL)" --teacher-onnx "$(ONNX_DIR)/model.fp32.onnx" --layers $(LAYERS) $(DISTILL_ARGS)
+	$(SHOPRANK) distill --teacher "$(MODEL)" --teacher-onnx "$(ONNX_DIR)/model.fp32.onnx" --layers $(LAYERS) $(DISTILL_ARGS)
 
 update: venv  ## online learning: feedback log -> fine-tune -> gate -> next ranker version, loaded live (UPDATE_ARGS=)
-	$(PY) build/update.py --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)" $(UPDATE_ARGS)
+	$(SHOPRANK) update --feedback-db "$(FEEDBACK_DB)" --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)" $(UPDATE_ARGS)
 
 rollback: venv  ## return the ranker to its previous version, live
-	$(PY) build/rollback.py --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)"
+	$(SHOPRANK) rollback --url $(HOST):$(GRPC_PORT) --base-model "$(MODEL)"
 
 simulate: venv  ## simulated shoppers: rounds of serve -> log -> update -> swap -> reports/online_learning.png
-	$(PY) build/simulate.py $(SIMULATE_ARGS)
+	$(SHOPRANK) simulate $(SIMULATE_ARGS)
 
 eval: venv  ## quality of every variant + baselines on validation queries (MODEL=, DATA=, SPLIT=valid|all, GRPC=) -> reports/quality.md
-	$(PY) build/eval.py --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \
+	$(SHOPRANK) eval --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \
 		$(if $(filter command line environment,$(origin DATA)),--data "$(DATA)") $(if $(GRPC),--grpc "$(GRPC)") $(EVAL_ARGS)
 
 recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~20 min on 2 idle cores) -> $(MODEL) + training.png
-	PY="$(PY)" build/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
+	SHOPRANK="$(SHOPRANK)" scripts/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
 
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
-	$(PY) build/compare.py $(MODELS)
+	$(SHOPRANK) compare $(MODELS)
 
 qdq: venv  ## explicit INT8 (QDQ) ONNX for TensorRT from 512 training pairs; fails if validation NDCG@10 drops > 0.005
-	$(PY) build/quantize_qdq.py --model "$(MODEL)"
+	$(SHOPRANK) qdq --model "$(MODEL)" --fp32 "$(ONNX_DIR)/model.fp32.onnx" --out "$(ONNX_DIR)/model.qdq.onnx"
 
 engine: venv  ## TensorRT plan PRECISION=fp16|int8 -> model_repository ranker (tensorrt_plan); NVIDIA GPU + TensorRT; polygraphy-gated
-	$(PY) build/build_engine.py --precision $(PRECISION) --model "$(MODEL)"
+	$(SHOPRANK) engine --precision $(PRECISION) --model "$(MODEL)" --onnx "$(ONNX_DIR)/model.fp32.onnx" --qdq "$(ONNX_DIR)/model.qdq.onnx"
 
 gpu-check: venv  ## on a GPU host: both engines, polygraphy, serve the TensorRT ranker, rank checks, short load test
-	PY="$(PY)" MODEL="$(MODEL)" build/gpu_check.sh
+	SHOPRANK="$(SHOPRANK)" MODEL="$(MODEL)" scripts/gpu_check.sh
 
-loadtest: venv  ## Locust gRPC+HTTP load vs loadtests/targets.toml (PROFILE=cpu|gpu, CAPACITY=1, P50_MS=...); exit 1 on a miss
-	$(PY) loadtests/run.py loadtest --profile $(PROFILE) $(SERVER_ARGS) $(if $(CAPACITY),--capacity) \
+loadtest: venv  ## Locust gRPC+HTTP load vs shoprank/measure/loadtest/targets.toml (PROFILE=cpu|gpu, CAPACITY=1, P50_MS=...); exit 1 on a miss
+	$(SHOPRANK) loadtest --profile $(PROFILE) $(SERVER_ARGS) $(if $(CAPACITY),--capacity) \
 		$(if $(P50_MS),--p50-ms $(P50_MS)) $(if $(P95_MS),--p95-ms $(P95_MS)) $(if $(P99_MS),--p99-ms $(P99_MS)) \
 		$(LOADTEST_ARGS)
 
 $(PERF_ANALYZER): | venv
-	$(PY) loadtests/run.py install-perf-analyzer --tools $(ARTIFACTS)/tools
+	PY="$(PY)" scripts/install_perf_analyzer.sh $(ARTIFACTS)/tools
 
 perf-tools: $(PERF_ANALYZER)  ## install perf_analyzer (PyPI perf-analyzer) into $(ARTIFACTS)/tools
 
 perf: venv $(PERF_ANALYZER)  ## perf_analyzer sweep on the rank ensemble (CONCURRENCY=1,2,4,8) -> reports/loadtest/perf
-	$(PY) loadtests/run.py perf --profile $(PROFILE) $(SERVER_ARGS) --concurrency $(CONCURRENCY) --tools $(ARTIFACTS)/tools
+	$(SHOPRANK) perf --profile $(PROFILE) $(SERVER_ARGS) --concurrency $(CONCURRENCY) --tools $(ARTIFACTS)/tools
 
 clean:  ## remove built artifacts and generated repository files (keeps .venv)
-	-$(PY) -m shoprank.server stop 2>/dev/null
+	-$(SHOPRANK) stop 2>/dev/null
 	rm -rf $(ARTIFACTS) .run reports data/default
 	git clean -fdX model_repository

@@ -1,8 +1,8 @@
 """Every shared fact of shoprank, in one place.
 
-Build scripts, Triton models, clients, load tests and tests read these names instead of
-repeating literals. Values a deployment may change (ports, max length, engine) can be
-overridden by environment variables of the same name prefixed with SHOPRANK_.
+Every package (serving, training, convert, measure, online), the Triton models, the command
+line and the tests read these names instead of repeating literals. Values a deployment may
+change (ports, max length, engine) can be overridden by environment variables of the same name prefixed with SHOPRANK_.
 """
 from __future__ import annotations
 
@@ -26,6 +26,16 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "default"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "homedepot_relevance.csv"
 RUN_DIR = PROJECT_ROOT / ".run"  # pid file, server log, prepared backend folder
 REPORTS_DIR = PROJECT_ROOT / "reports"
+MODEL_DIR = ARTIFACTS_DIR / "model"   # the fine-tuned model folder every later step reads by default
+ONNX_DIR = ARTIFACTS_DIR / "onnx"     # engines built from it: model.<kind>.onnx
+PLAN_DIR = ARTIFACTS_DIR / "tensorrt"  # TensorRT plans: model.<precision>.plan
+ONNX_KINDS = ("fp32", "int8", "qdq")  # FP32 export, dynamic CPU INT8, explicit (QDQ) INT8
+
+
+def onnx_file(kind: str, onnx_dir: Path | str = ONNX_DIR) -> Path:
+    """Where the ONNX engine of one kind lives (make onnx / make int8 / make qdq write them)."""
+    return Path(onnx_dir) / f"model.{kind}.onnx"
+
 
 # --- Model inputs --------------------------------------------------------------------------
 MAX_SEQ_LEN = _env("MAX_SEQ_LEN", 64)  # tokens per (query, product text) pair, [CLS]/[SEP] included
@@ -36,6 +46,9 @@ SEQ_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # cause, far above what MAX_SEQ_LEN tokens can cover in practice.
 MAX_TEXT_CHARS = 4096
 MAX_CANDIDATES = 1000  # per request; also the ranker's max_batch_size floor
+# Benchmark and latency workloads: one query with this many real product texts.
+WORKLOAD_SIZES = {"rank-50": 50, "rank-200": 200}
+RANK50 = WORKLOAD_SIZES["rank-50"]
 
 # --- Engine tensor contract (ONNX, TensorRT and the Triton ranker share it) ------------------
 ENGINE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -57,21 +70,19 @@ SCORES = "SCORES"          # FP32 [-1], click probabilities, same order as INDIC
 RANKER_LOGITS = "LOGITS"
 RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may hold
 # A request waits at most this long for others to merge with. Busy instances make requests queue
-# (and merge) anyway; a long delay only adds to every lone request (2 ms measured at 2000).
+# (and merge) anyway; a long delay only adds to every lone request. The measured effect of this
+# and the engine settings below: docs/benchmark.md, "What made it fast".
 RANKER_QUEUE_DELAY_US = 500
 ENGINE_THREADS = _env("ENGINE_THREADS", 0)  # 0: ONNX Runtime uses every core for one call
 # Rows are scored in length-sorted chunks of at most this many tokens (rows x the chunk's
 # longest pair), each cut to its own longest pair: on CPU every padded position costs as much
-# as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache:
-# measured on MiniLM-L6 INT8, rank-50, 2 cores: one call padded to the bucket 1.0x, chunks of
-# 256 tokens 0.55x the time, 1024 tokens 0.6x (README lists the levers).
+# as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache.
 ENGINE_CHUNK_TOKENS = 256
 # ONNX Runtime's worker threads spin between calls by default. Here they share the cores with
-# the tokenizer, the other Triton steps and other processes; sleeping instead measured 2.7x
-# lower rank-50 p50 and 2x the throughput in Triton on a busy 2-core machine.
+# the tokenizer, the other Triton steps and other processes, so they sleep instead.
 ENGINE_SPINNING = False
-# Serving instances measured best on 2 cores (README, "make bench"): two ranker instances, each
-# with every core and non-spinning threads, 1.7x the throughput of one at 8 clients, same p50.
+# Two ranker instances, each with every core and non-spinning threads: more throughput than one
+# at the same p50 on 2 cores.
 RANKER_INSTANCES = _env("RANKER_INSTANCES", 2)
 TOKENIZER_INSTANCES = _env("TOKENIZER_INSTANCES", 1)
 

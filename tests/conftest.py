@@ -1,13 +1,10 @@
 """Shared fixtures: one tiny fine-tuned model built through the real pipeline (fine-tune ->
-ONNX -> INT8 -> model repository) and one real tritonserver serving it."""
+ONNX -> INT8 -> model repository). The server that serves it: integration/conftest.py."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-from shoprank import config
 
 TEST_MAX_LENGTH = 48  # below the default, so truncation and bucket capping are exercised
 
@@ -20,8 +17,8 @@ def build_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(build_dir) -> Path:
     """A tiny BERT (real MiniLM tokenizer) fine-tuned a few steps on the default data."""
-    from shoprank.modeling import build_tiny_model
-    from shoprank.train import TrainConfig, finetune
+    from shoprank.training.finetune import TrainConfig, finetune
+    from shoprank.training.model import build_tiny_model
 
     base = build_tiny_model(build_dir / "tiny-base")
     out = build_dir / "model"
@@ -32,52 +29,30 @@ def tiny_model(build_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_fp32(tiny_model, build_dir) -> Path:
-    from shoprank.build_steps import export_onnx
+    from shoprank.convert.onnx_export import export_onnx
 
     return Path(export_onnx(tiny_model, build_dir / "onnx" / "model.fp32.onnx")["onnx"])
 
 
 @pytest.fixture(scope="session")
 def onnx_int8(tiny_model, onnx_fp32, build_dir) -> Path:
-    from shoprank.build_steps import quantize_int8
+    from shoprank.convert.int8 import quantize_int8
 
     # The tiny model's scores are nearly flat, so its NDCG is noise; the real gate is tested
-    # on its own in test_build.py.
+    # on its own in unit/convert/test_onnx_int8.py.
     return Path(quantize_int8(tiny_model, onnx_fp32, build_dir / "onnx" / "model.int8.onnx",
                               max_ndcg_drop=0.05)["int8"])
 
 
 @pytest.fixture(scope="session")
 def repository(tiny_model, onnx_int8, build_dir) -> Path:
-    from shoprank.repository import build_repository
+    from shoprank.serving.triton.repository import build_repository
 
     return build_repository(tiny_model, onnx_int8, build_dir / "model_repository", target="python")
 
 
 @pytest.fixture(scope="session")
-def server(repository, build_dir):
-    """The real tritonserver on free loopback ports, serving the INT8 repository."""
-    from shoprank import server as srv
-
-    http, grpc, metrics = srv.free_ports(3)
-    endpoints = srv.Endpoints("127.0.0.1", http, grpc, metrics)
-    proc = srv.start(repository, endpoints, log_path=build_dir / "tritonserver.log",
-                     run_dir=build_dir / "run")
-    yield endpoints
-    srv.stop_process(proc)
-
-
-@pytest.fixture(scope="session")
 def valid_pairs(tiny_model):
-    from shoprank.build_steps import validation_pairs
+    from shoprank.data.split import model_pairs
 
-    return validation_pairs(tiny_model)
-
-
-@pytest.fixture(params=["grpc", "http"])
-def client(request, server):
-    from shoprank.client import RankClient
-
-    url = server.grpc if request.param == "grpc" else server.http
-    with RankClient(url, request.param) as c:
-        yield c
+    return model_pairs(tiny_model, "valid")

@@ -1,2 +1,4 @@
-"""Triton Python model 'ranker' of the rank ensemble; the logic lives in shoprank.triton_models."""
-from shoprank.triton_models import RankerModel as TritonPythonModel  # noqa: F401
+"""Triton Python model 'ranker' of the rank ensemble; the logic lives in shoprank.serving.triton.models."""
+from shoprank.serving.triton.models import RankerModel as TritonPythonModel
+
+__all__ = ["TritonPythonModel"]

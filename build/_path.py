@@ -1,5 +1,0 @@
-"""Lets the build scripts import shoprank from a checkout without installing it."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

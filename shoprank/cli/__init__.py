@@ -1,0 +1,59 @@
+"""The `shoprank` command: one subcommand per user-facing step; the Makefile's targets call these.
+
+    shoprank --help            the commands
+    shoprank COMMAND --help    one command's options
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command: (module in shoprank.cli, function, what it does)
+COMMANDS = {
+    "data": ("build", "data", "write the synthetic default data (data/default/clicks.csv)"),
+    "finetune": ("build", "finetune", "fine-tune the cross-encoder"),
+    "onnx": ("build", "onnx", "export to ONNX FP32, checked against PyTorch"),
+    "int8": ("build", "int8", "ONNX Runtime INT8, gated on validation NDCG@10"),
+    "qdq": ("build", "qdq", "explicit INT8 (QDQ) ONNX for TensorRT, gated"),
+    "engine": ("build", "engine", "TensorRT plan into the repository (NVIDIA GPU + TensorRT)"),
+    "distill": ("build", "distill", "compress to fewer layers, distil, ONNX + INT8, gated"),
+    "repository": ("build", "repository", "generate the Triton model repository"),
+    "plot-training": ("build", "plot_training", "plot a fine-tuned model's validation curves"),
+    "serve": ("serve", "serve", "start tritonserver in the background and wait until ready"),
+    "stop": ("serve", "stop", "stop the server `shoprank serve` started"),
+    "status": ("serve", "status", "is the server ready?"),
+    "query": ("serve", "query", "rank example queries over gRPC and HTTP, time rank-50 requests"),
+    "rank": ("serve", "rank", "rank product texts for a query (the command-line client)"),
+    "eval": ("measure", "evaluate", "quality of every variant and baseline on validation queries"),
+    "compare": ("measure", "compare", "trained models on one validation split, each vs the first"),
+    "bench": ("measure", "bench", "side-by-side speed and quality against what users would run"),
+    "loadtest": ("measure", "loadtest", "Locust load test against latency targets"),
+    "perf": ("measure", "perf", "perf_analyzer concurrency sweep with the server-side breakdown"),
+    "check-served": ("measure", "check_served", "GPU check: a served TensorRT ranker against ONNX Runtime"),
+    "update": ("online", "update", "online learning: feedback -> fine-tune -> gate -> next version, live"),
+    "rollback": ("online", "rollback", "return the ranker to its previous version, live"),
+    "simulate": ("online", "simulate", "simulated shoppers: rounds of serve -> log -> update -> swap"),
+    "shoppers": ("online", "shoppers", "simulated shoppers against a running server, logged as feedback"),
+    "feedback": ("online", "feedback", "feedback store: HTTP collector, retention, write cost, stats"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    return ("usage: shoprank COMMAND [options]   (shoprank COMMAND --help for its options)\n\ncommands:\n"
+            + "\n".join(f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"shoprank: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, function, _ = COMMANDS[name]
+    # Imported on demand: `shoprank stop` should not pay for importing torch.
+    command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return int(command(rest) or 0)

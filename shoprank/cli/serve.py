@@ -1,0 +1,146 @@
+"""Serving commands: serve, stop, status (`make serve`'s background server), query (the demo's
+queries and rank-50 timing) and rank (the command-line client)."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from .. import config
+from ..errors import RankError
+
+
+def _server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", default=str(config.MODEL_REPOSITORY))
+    parser.add_argument("--host", default=config.HOST)
+    parser.add_argument("--http-port", type=int, default=config.HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=config.GRPC_PORT)
+    parser.add_argument("--metrics-port", type=int, default=config.METRICS_PORT)
+
+
+def _endpoints(args):
+    from ..serving.server import Endpoints
+
+    return Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port)
+
+
+def serve(argv: list[str]) -> int:
+    from ..serving import server
+
+    parser = argparse.ArgumentParser(prog="shoprank serve", description="start tritonserver in the background "
+                                     "for the model repository and wait until it is ready")
+    _server_args(parser)
+    args = parser.parse_args(argv)
+    server.serve(Path(args.repo), _endpoints(args))
+    return 0
+
+
+def stop(argv: list[str]) -> int:
+    from ..serving import server
+
+    parser = argparse.ArgumentParser(prog="shoprank stop", description="stop the server `shoprank serve` started")
+    parser.parse_args(argv)
+    server.stop()
+    return 0
+
+
+def status(argv: list[str]) -> int:
+    from ..serving import server
+
+    parser = argparse.ArgumentParser(prog="shoprank status", description="is the server ready? (exit 0 when it is)")
+    _server_args(parser)
+    ready = server.is_ready(_endpoints(parser.parse_args(argv)))
+    print("ready" if ready else "not ready")
+    return 0 if ready else 1
+
+
+EXAMPLE = ("cordless drill", ["DEWALT 20V MAX cordless drill driver kit", "Behr Premium Plus white interior paint",
+                              "Milwaukee M18 brushless hammer drill", "drill bit set titanium 21-piece",
+                              "Glacier Bay 30 in. bathroom vanity"])
+
+
+def _show(query, candidates, by_protocol) -> bool:
+    print(f"\nquery: {query!r} ({len(candidates)} candidates)")
+    print(f"  {'#':>2}  {'gRPC':>6}  {'HTTP':>6}  product")
+    grpc, http = by_protocol["grpc"], by_protocol["http"]
+    for pos, (g, h) in enumerate(zip(grpc, http, strict=True), 1):
+        print(f"  {pos:>2}  {g.score:6.3f}  {h.score:6.3f}  {g.text[:90]}")
+    same = [g.index for g in grpc] == [h.index for h in http]
+    print(f"  gRPC and HTTP rankings {'identical' if same else 'DIFFER'}")
+    return same
+
+
+def query(argv: list[str]) -> int:
+    """Rank a few real queries over gRPC and HTTP against the running server and print the lists;
+    then time rank-50 requests (one query, 50 candidate products) over gRPC."""
+    from ..data.requests import RequestPool
+    from ..data.split import model_pairs, query_groups
+    from ..serving.client import RankClient
+
+    parser = argparse.ArgumentParser(prog="shoprank query", description=query.__doc__)
+    parser.add_argument("--host", default=config.HOST)
+    parser.add_argument("--http-port", type=int, default=config.HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=config.GRPC_PORT)
+    parser.add_argument("--model", default=str(config.MODEL_DIR))
+    parser.add_argument("--queries", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=5)
+    args = parser.parse_args(argv)
+    clients = {"grpc": RankClient(f"{args.host}:{args.grpc_port}", "grpc"),
+               "http": RankClient(f"{args.host}:{args.http_port}", "http")}
+    valid = model_pairs(args.model, "valid")
+    groups = [(q, valid["text"].to_numpy()[idx].tolist()) for q, idx in query_groups(valid) if len(idx) >= 5]
+    all_same = True
+    for text, candidates in [EXAMPLE, *groups[: args.queries]]:
+        ranked = {p: c.rank(text, candidates, args.top_k) for p, c in clients.items()}
+        all_same &= _show(text, candidates, ranked)
+
+    pool = RequestPool(valid)
+    requests = pool.distinct(config.RANK50, min(30, len(pool.groups)))
+    times = []
+    for r in requests:
+        start = time.perf_counter()
+        clients["grpc"].rank(r.query, list(r.texts), 10)
+        times.append((time.perf_counter() - start) * 1000)
+    times = sorted(times[5:])  # the first few warm the caches
+    p95 = times[int(0.95 * (len(times) - 1))]
+    print(f"\nrank-50 over gRPC, {len(times)} sequential requests: p50 {statistics.median(times):.1f} ms, "
+          f"p95 {p95:.1f} ms")
+    for c in clients.values():
+        c.close()
+    return 0 if all_same else 1
+
+
+def rank(argv: list[str]) -> int:
+    """Rank product texts for a query against a running shoprank server; prints a ranked table.
+
+      shoprank rank --query "cordless drill" "DEWALT 20V drill kit" "white interior paint"
+      shoprank rank --protocol http --query "vanity" --candidates-file products.txt --top-k 5
+    """
+    from ..serving.client import PROTOCOLS, RankClient, default_url
+
+    parser = argparse.ArgumentParser(prog="shoprank rank", description=rank.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("candidates", nargs="*", help="product texts (or use --candidates-file)")
+    parser.add_argument("--query", required=True)
+    parser.add_argument("--candidates-file", type=Path, help="one product text per line")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
+    parser.add_argument("--url", help="host:port (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
+    parser.add_argument("--top-k", type=int, default=10, help="0 = all")
+    args = parser.parse_args(argv)
+    candidates = list(args.candidates)
+    if args.candidates_file:
+        candidates += [line.strip() for line in args.candidates_file.read_text().splitlines() if line.strip()]
+    url = args.url or default_url(args.protocol)
+    try:
+        with RankClient(url, args.protocol) as client:
+            ranked = client.rank(args.query, candidates, args.top_k)
+    except RankError as exc:
+        print(f"error from server: {exc}", file=sys.stderr)
+        return 2
+    print(f"query: {args.query!r}  ({len(candidates)} candidates, {args.protocol} {url})")
+    print(f"{'rank':>4}  {'score':>6}  {'index':>5}  product")
+    for position, hit in enumerate(ranked, 1):
+        print(f"{position:>4}  {hit.score:6.3f}  {hit.index:>5}  {hit.text}")
+    return 0

@@ -1,0 +1,65 @@
+"""`make distill`: the fine-tuned model compressed to fewer layers and served as INT8, gated.
+
+Steps: distil the student (shoprank.training.distill), export its ONNX (parity-checked), then
+INT8 with every MatMul quantized; the gate that decides is what would be served (the student's
+INT8) against the full teacher's FP32 on the teacher's validation queries. When all-INT8 is
+refused, the student's first layer (the one INT8 hurts most) is kept FP32 and gated again.
+The gates' verdicts go to <onnx_dir>/distill_gate.json; a refused student leaves no INT8 behind.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import config
+from ..errors import BuildError, GateRefused
+from ..quality.gate import MAX_NDCG_DROP, gate_engines
+from ..training.distill import DISTILL_WEIGHT, EPOCHS, LAYERS, LR, distill_student, student_dir
+from .int8 import quantize_int8
+from .onnx_export import export_onnx
+
+# Fastest first: every MatMul INT8; then the first layer kept FP32.
+FLOAT_LAYER_CHOICES = ((), (0,))
+
+
+def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Path | None = None,
+                  layers: int = LAYERS, out_dir: str | Path | None = None, onnx_dir: str | Path | None = None,
+                  epochs: float = EPOCHS, lr: float = LR, distill_weight: float = DISTILL_WEIGHT,
+                  max_ndcg_drop: float = MAX_NDCG_DROP, log=print) -> dict:
+    """Distil, export, quantize and gate (module doc). Returns the report; raises GateRefused
+    (after writing the report) when no INT8 student passes."""
+    teacher = Path(teacher)
+    teacher_onnx = Path(teacher_onnx or config.onnx_file("fp32"))
+    if not teacher_onnx.exists():
+        raise FileNotFoundError(f"{teacher_onnx} not found: run `make onnx` for the teacher first")
+    out_dir = Path(out_dir or student_dir(teacher, layers))
+    onnx_dir = Path(onnx_dir or config.ARTIFACTS_DIR / f"onnx-l{layers}")
+    summary = distill_student(teacher, layers, out_dir, epochs, lr, distill_weight)
+    log(f"student: {layers} layers, distilled in {summary['train_seconds']} s; "
+        f"best valid NDCG@10 {summary['best']['ndcg@10']:.4f}")
+    fp32, int8 = config.onnx_file("fp32", onnx_dir), config.onnx_file("int8", onnx_dir)
+    export_onnx(out_dir, fp32)
+    tried = []
+    for float_layers in FLOAT_LAYER_CHOICES:
+        try:
+            quantize_int8(out_dir, fp32, int8, float_layers=float_layers)
+        except BuildError as exc:
+            tried.append({"float_layers": list(float_layers), "int8_vs_student_fp32": str(exc)})
+            log(f"INT8 with FP32 layers {list(float_layers)}: {exc}")
+            continue
+        verdict = gate_engines(teacher, teacher_onnx, int8, "student INT8", max_ndcg_drop,
+                               reference="the teacher's FP32")
+        verdict["float_layers"] = list(float_layers)
+        tried.append(verdict)
+        log(f"student INT8 (FP32 layers {list(float_layers)}) vs teacher FP32: "
+            + ("passed" if verdict["passed"] else f"refused: {verdict['reason']}"))
+        if verdict["passed"]:
+            break
+    report = {"teacher": str(teacher), "student": str(out_dir), "layers": layers, "int8": str(int8),
+              "tried": tried, "passed": bool(tried and tried[-1].get("passed"))}
+    (onnx_dir / "distill_gate.json").write_text(json.dumps(report, indent=2, default=float))
+    if not report["passed"]:
+        int8.unlink(missing_ok=True)
+        raise GateRefused(f"the distilled student failed its quality gate (details {onnx_dir / 'distill_gate.json'}); "
+                          f"{int8} removed", report)
+    return report

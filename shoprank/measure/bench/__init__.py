@@ -1,0 +1,1 @@
+"""`make bench`: our served ranker side by side with what a user would otherwise run."""

@@ -1,0 +1,1 @@
+"""`make eval` and `make compare`: quality of every variant of a model and of baselines on the same rows."""

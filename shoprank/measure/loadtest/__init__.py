@@ -1,0 +1,1 @@
+"""`make loadtest` and `make perf`: latency targets under load, capacity steps and perf_analyzer."""

@@ -1,0 +1,125 @@
+"""Locust users for the `rank` ensemble: GrpcRankUser and HttpRankUser call it through
+shoprank.serving.client.RankClient and report every call to Locust (name "rank", response time,
+failure). Run by `make loadtest` (shoprank.measure.loadtest), or by hand:
+
+    locust -f shoprank/measure/loadtest/locustfile.py --headless -u 4 -r 4 --run-time 30s \
+        --grpc-url 127.0.0.1:8001 --http-url 127.0.0.1:8000 GrpcRankUser HttpRankUser
+
+Requests are real queries with product titles from the data (candidates per request drawn from
+--candidates). Each call's response_length is its number of candidate pairs, so Locust's
+"Average Content Size" is the mean candidates per request.
+"""
+import csv
+import os
+import random
+import sys
+import time
+
+from locust import User, events, task  # locust first: it monkey-patches the standard library for gevent
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+from shoprank import config
+from shoprank.data.requests import RequestPool
+from shoprank.errors import RankError
+from shoprank.measure.loadtest.locust import REQUEST_NAME
+from shoprank.measure.loadtest.profiles import Candidates
+from shoprank.serving.client import RankClient
+
+
+def _grpc_under_gevent() -> None:
+    # gRPC's own threads block gevent's loop unless gRPC is told about gevent before first use.
+    import grpc.experimental.gevent
+
+    grpc.experimental.gevent.init_gevent()
+
+
+_grpc_under_gevent()
+
+POOL: RequestPool | None = None
+CANDIDATES: Candidates | None = None
+_environment = None
+_user_seq = 0
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser):
+    parser.add_argument("--grpc-url", default=f"{config.HOST}:{config.GRPC_PORT}")
+    parser.add_argument("--http-url", default=f"{config.HOST}:{config.HTTP_PORT}")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--candidates", default="uniform:10:200", help="'uniform:MIN:MAX' or 'fixed:N'")
+    parser.add_argument("--data", default="auto", help="auto, default, shared or a file")
+    parser.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
+    parser.add_argument("--seed", type=int, default=config.SEED)
+    parser.add_argument("--request-timeout", type=float, default=60.0)
+
+
+@events.init.add_listener
+def _load_requests(environment, **_):
+    global POOL, CANDIDATES, _environment
+    _environment = environment
+    options = environment.parsed_options
+    CANDIDATES = Candidates.parse(options.candidates)
+    POOL = RequestPool.from_spec(options.data)
+    POOL.check_size(CANDIDATES.high)
+
+
+@events.quit.add_listener
+def _exit_now(exit_code, **_):
+    # Headless Locust printed its stats and then hung at exit here, ignoring SIGTERM (gRPC's
+    # threads under gevent). Write the final CSVs (Locust's own writer may not have flushed
+    # them yet) and end the process.
+    prefix = getattr(_environment.parsed_options, "csv_prefix", None) if _environment else None
+    if prefix:
+        writer = StatsCSV(_environment, PERCENTILES_TO_REPORT)
+        for suffix, write in (("stats", writer.requests_csv), ("failures", writer.failures_csv),
+                              ("exceptions", writer.exceptions_csv)):
+            with open(f"{prefix}_{suffix}.csv", "w", newline="") as f:
+                write(csv.writer(f))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
+
+
+class _RankUser(User):
+    abstract = True
+    protocol = "grpc"
+
+    def wait_time(self):
+        return self.environment.parsed_options.think_time
+
+    def on_start(self):
+        global _user_seq
+        _user_seq += 1
+        options = self.environment.parsed_options
+        self.top_k = options.top_k
+        self.rng = random.Random(options.seed * 1000 + _user_seq)  # each user its own request sequence
+        url = options.grpc_url if self.protocol == "grpc" else options.http_url
+        self.rank_client = RankClient(url, self.protocol, timeout_s=options.request_timeout)
+
+    def on_stop(self):
+        self.rank_client.close()
+
+    @task
+    def rank(self):
+        query, candidates = POOL.draw(self.rng, CANDIDATES.draw(self.rng))
+        expected = min(self.top_k, len(candidates)) if self.top_k else len(candidates)
+        error = None
+        start = time.perf_counter()
+        try:
+            indices, scores = self.rank_client.infer_raw(query, candidates, self.top_k)
+            if len(indices) != expected or len(scores) != expected:
+                error = RankError(f"expected {expected} results, got {len(indices)} indices, {len(scores)} scores")
+        except Exception as exc:  # every failure is reported, none ends the user
+            error = exc
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self.environment.events.request.fire(request_type=self.protocol, name=REQUEST_NAME,
+                                             response_time=elapsed_ms, response_length=len(candidates),
+                                             exception=error, context={})
+
+
+class GrpcRankUser(_RankUser):
+    protocol = "grpc"
+
+
+class HttpRankUser(_RankUser):
+    protocol = "http"

@@ -1,0 +1,2 @@
+"""Ranking quality: the metrics, and the one quality gate every conversion, distillation, online
+update and the benchmark pass through."""

@@ -1,0 +1,192 @@
+"""Client library for the `rank` ensemble over gRPC or HTTP (KServe v2).
+
+    from shoprank.serving.client import RankClient
+    with RankClient("127.0.0.1:8001", protocol="grpc") as client:
+        for hit in client.rank("cordless drill", ["DEWALT 20V drill", "white paint"], top_k=10):
+            print(hit.index, hit.score, hit.text)
+
+Feedback (online learning, see shoprank.online): give the client a FeedbackStore
+(shoprank.online.feedback) and every rank() call sends a request id (KServe v2 `id`, echoed by
+the server), records what was shown, and returns a RankedList carrying that id; report what the
+shopper did with record_event(request_id, position, kind):
+
+    with FeedbackStore("artifacts/feedback/feedback.sqlite") as store, \
+            RankClient(feedback=store, explore_share=0.05) as client:
+        hits = client.rank("cordless drill", candidates, top_k=10, user_id=session_token)
+        ...  # show hits in this order (it is random for the exploration share)
+        client.record_event(hits.request_id, position=2, kind="click")
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import config
+from ..errors import RankError
+
+PROTOCOLS = ("grpc", "http")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    index: int    # position in the request's candidates
+    text: str
+    score: float  # click probability
+
+
+class RankedList(list):
+    """rank()'s result: a plain list of Ranked, best first (in random order when randomized),
+    plus the request id the server echoed and whether the order was randomized."""
+
+    def __init__(self, items=(), request_id: str | None = None, randomized: bool = False):
+        super().__init__(items)
+        self.request_id = request_id
+        self.randomized = randomized
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One candidate as a shopper saw it: what a feedback store records per position."""
+
+    candidate_index: int
+    text: str
+    score: float | None = None
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def default_url(protocol: str, host: str = config.HOST) -> str:
+    return f"{host}:{config.GRPC_PORT if protocol == 'grpc' else config.HTTP_PORT}"
+
+
+class RankClient:
+    VERSION_CACHE_S = 2.0  # how stale the ranker version recorded with an impression may be
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", timeout_s: float = 60.0,
+                 model: str = config.ENSEMBLE_MODEL, feedback=None, explore_share: float = 0.0,
+                 seed: int | None = None):
+        """feedback: a shoprank.online.feedback.FeedbackStore (or None: nothing is recorded).
+        explore_share: share of rank() calls whose returned order is shuffled (and recorded as
+        randomized): the exploration traffic that position-bias estimation needs."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if not 0.0 <= explore_share <= 1.0:
+            raise ValueError(f"explore_share must be in [0, 1], got {explore_share}")
+        self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
+        self.feedback, self.explore_share = feedback, explore_share
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._version = (None, 0.0)  # (ranker version, when looked up)
+        self.url = url or default_url(protocol)
+        if protocol == "grpc":
+            import tritonclient.grpc as api
+        else:
+            import tritonclient.http as api
+        self._api = api
+        kwargs = {} if protocol == "grpc" else {"network_timeout": timeout_s, "connection_timeout": timeout_s}
+        self._client = api.InferenceServerClient(self.url, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._client.is_model_ready(self.model))
+        except Exception:
+            return False
+
+    def infer_raw(self, query, candidates: Sequence, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(INDICES, SCORES). Strings are UTF-8 encoded; bytes are sent as they are."""
+        indices, scores, _ = self.infer_with_id(query, candidates, top_k)
+        return indices, scores
+
+    def infer_with_id(self, query, candidates: Sequence, top_k: int = 0,
+                      request_id: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+        """(INDICES, SCORES, the request id the server echoed). A request id is generated when
+        none is given; it travels as the KServe v2 request `id`."""
+        request_id = request_id or new_request_id()
+        api = self._api
+        inputs = [api.InferInput(config.QUERY, [1], "BYTES"),
+                  api.InferInput(config.CANDIDATES, [len(candidates)], "BYTES"),
+                  api.InferInput(config.TOP_K, [1], "INT32")]
+        inputs[0].set_data_from_numpy(_bytes_array([query]))
+        inputs[1].set_data_from_numpy(_bytes_array(candidates))
+        inputs[2].set_data_from_numpy(np.array([top_k], dtype=np.int32))
+        outputs = [api.InferRequestedOutput(config.INDICES), api.InferRequestedOutput(config.SCORES)]
+        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        try:
+            result = self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
+        except Exception as exc:  # tritonclient raises InferenceServerException
+            message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+            raise RankError(message) from None
+        response = result.get_response()
+        echoed = response.id if self.protocol == "grpc" else response.get("id", "")
+        return result.as_numpy(config.INDICES), result.as_numpy(config.SCORES), echoed or request_id
+
+    def rank(self, query: str, candidates: Sequence[str], top_k: int = 0, *, request_id: str | None = None,
+             user_id: str | None = None, randomize: bool | None = None) -> RankedList:
+        """Candidates best first, with their click probabilities (top_k 0 = all).
+
+        With a feedback store the shown list is recorded under the request id. randomize=True
+        shuffles the returned order (exploration); None: shuffle for `explore_share` of calls.
+        user_id must be an opaque session token, never personal data."""
+        indices, scores, rid = self.infer_with_id(query, candidates, top_k, request_id)
+        hits = [Ranked(int(i), _text(candidates[int(i)]), float(s)) for i, s in zip(indices, scores)]
+        with self._rng_lock:
+            if randomize is None:
+                randomize = self.explore_share > 0 and self._rng.random() < self.explore_share
+            if randomize:
+                self._rng.shuffle(hits)
+        if self.feedback is not None:
+            self.feedback.record_impression(rid, _text(query), [Shown(h.index, h.text, h.score) for h in hits],
+                                            user_id=user_id, model_version=self._cached_version(),
+                                            randomized=bool(randomize))
+        return RankedList(hits, rid, bool(randomize))
+
+    def record_event(self, request_id: str, position: int, kind: str = "click") -> bool:
+        """Record what the shopper did at a shown position (0 = top) of a rank() result:
+        click, add_to_cart or purchase. False when the store dropped it (queue full)."""
+        if self.feedback is None:
+            raise RuntimeError("this RankClient has no feedback store: RankClient(..., feedback=FeedbackStore(path))")
+        return self.feedback.record_event(request_id, position, kind)
+
+    def ranker_version(self, ranker: str = config.RANKER_MODEL) -> int | None:
+        """The highest READY version of the ranker (what the ensemble's step `-1` serves)."""
+        try:
+            index = self._client.get_model_repository_index(**({"as_json": True} if self.protocol == "grpc" else {}))
+        except Exception:
+            return None
+        models = index.get("models", []) if isinstance(index, dict) else index
+        ready = [int(m["version"]) for m in models
+                 if m.get("name") == ranker and m.get("state") == "READY" and str(m.get("version", "")).isdigit()]
+        return max(ready) if ready else None
+
+    def _cached_version(self) -> int | None:
+        # Looked up at most every VERSION_CACHE_S: exact except within that window of a swap.
+        version, when = self._version
+        if time.monotonic() - when > self.VERSION_CACHE_S:
+            version = self.ranker_version()
+            self._version = (version, time.monotonic())
+        return version
+
+
+def _bytes_array(values: Sequence) -> np.ndarray:
+    return np.array([v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values], dtype=np.object_)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,97 @@
+"""ONNX Runtime ranking engine: the CPU stand-in for TensorRT, shared by Triton and tools."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import config
+
+
+def session_options(threads: int = config.ENGINE_THREADS, spinning: bool = config.ENGINE_SPINNING):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # One call should use every core: a single rank request is one big batch.
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        # Idle worker threads sleep instead of spinning: frees the cores for other processes
+        # (the tokenizer, other instances) between calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def row_lengths(mask: np.ndarray) -> np.ndarray:
+    """Per row, 1 + the last position the attention mask keeps (any padding side is safe)."""
+    mask = np.asarray(mask)
+    if mask.size == 0:
+        return np.zeros(len(mask), dtype=np.int64)
+    nonzero = mask != 0
+    last = mask.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return np.where(nonzero.any(axis=1), last, 1)
+
+
+def length_chunks(lengths: np.ndarray, chunk_tokens: int) -> list[np.ndarray]:
+    """Row indices grouped by length (shortest first), each group's rows x longest <= chunk_tokens
+    (at least one row per group)."""
+    order = np.argsort(lengths, kind="stable")
+    chunks, start = [], 0
+    while start < len(order):
+        end = start + 1
+        # Sorted ascending, so the last row of a group is its longest.
+        while end < len(order) and (end + 1 - start) * int(lengths[order[end]]) <= chunk_tokens:
+            end += 1
+        chunks.append(order[start:end])
+        start = end
+    return chunks
+
+
+class OrtEngine:
+    """Scores engine inputs (int32 [N, L]) -> logits float32 [N].
+
+    chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS); 0: one call over the
+    batch as padded. Logits are the same either way up to float rounding (padding is masked);
+    with a dynamically quantized INT8 engine, activation scales follow the rows of each call,
+    so its scores move slightly with the grouping.
+    """
+
+    def __init__(self, onnx_path: str | Path, threads: int = config.ENGINE_THREADS,
+                 chunk_tokens: int = config.ENGINE_CHUNK_TOKENS, spinning: bool = config.ENGINE_SPINNING):
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no ONNX engine at {self.path}")
+        self.chunk_tokens = int(chunk_tokens)
+        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning),
+                                            providers=["CPUExecutionProvider"])
+
+    def _run(self, feeds: dict) -> np.ndarray:
+        return self.session.run([config.ENGINE_OUTPUT], feeds)[0].reshape(-1).astype(np.float32)
+
+    def logits(self, batch: dict) -> np.ndarray:
+        feeds = {name: np.asarray(batch[name], dtype=config.ID_DTYPE) for name in config.ENGINE_INPUTS}
+        rows = len(feeds[config.ENGINE_INPUTS[0]])
+        if rows == 0:
+            return np.zeros(0, np.float32)
+        if not self.chunk_tokens:
+            return self._run({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        lengths = row_lengths(feeds[config.ENGINE_INPUTS[1]])
+        out = np.empty(rows, dtype=np.float32)
+        for idx in length_chunks(lengths, self.chunk_tokens):
+            width = int(lengths[idx[-1]])
+            out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+        return out
+
+    def score_pairs(self, encoder, queries, texts, chunk: int = 256) -> np.ndarray:
+        """Logits for many aligned pairs, in chunks (keeps memory flat on big evaluation sets)."""
+        out = [self.logits(encoder.encode_pairs(queries[i:i + chunk], texts[i:i + chunk]))
+               for i in range(0, len(queries), chunk)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)

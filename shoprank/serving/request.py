@@ -1,0 +1,41 @@
+"""Checks on rank requests, with errors that name the problem (the server keeps serving)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import config
+from ..errors import RequestError
+
+
+def _decode(value, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def decode_request(query: Sequence, candidates: Sequence,
+                   max_candidates: int = config.MAX_CANDIDATES) -> tuple[str, list[str]]:
+    """Decode the BYTES inputs of one request into (query, candidate texts)."""
+    if len(query) != 1:
+        raise RequestError(f"{config.QUERY} must hold exactly one string, got {len(query)}")
+    text = _decode(query[0], config.QUERY)
+    if not text.strip():
+        raise RequestError(f"{config.QUERY} is empty")
+    count = len(candidates)
+    if count == 0:
+        raise RequestError(f"{config.CANDIDATES} is empty: send 1..{max_candidates} product texts")
+    if count > max_candidates:
+        raise RequestError(f"too many {config.CANDIDATES}: {count} > {max_candidates} per request")
+    return text, [_decode(c, f"{config.CANDIDATES}[{i}]") for i, c in enumerate(candidates)]
+
+
+def check_top_k(top_k: Sequence) -> int:
+    if len(top_k) != 1:
+        raise RequestError(f"{config.TOP_K} must hold exactly one integer, got {len(top_k)}")
+    value = int(top_k[0])
+    if value < 0:
+        raise RequestError(f"{config.TOP_K} must be >= 0 (0 = all candidates), got {value}")
+    return value

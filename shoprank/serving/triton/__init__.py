@@ -1,0 +1,1 @@
+"""Triton glue: the Python-backend models, config templates, repository generation and ranker versions."""

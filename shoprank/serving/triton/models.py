@@ -1,0 +1,127 @@
+"""The Python-backend models of the `rank` ensemble. Each model.py in model_repository/ only
+re-exports one class from here, so the logic is shared, importable and tested in one place;
+settings come from each model's config.pbtxt parameters.
+
+Only importable inside Triton's Python stub (it provides triton_python_backend_utils).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from ... import config
+from ...errors import RequestError
+from ..request import check_top_k, decode_request
+
+
+def _parameters(args) -> dict:
+    model_config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
+
+
+def _version_dir(args) -> Path:
+    return Path(args["model_repository"]) / args["model_version"]
+
+
+def _invalid(exc: Exception):
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    error = pb_utils.TritonError(str(exc), code) if code is not None else pb_utils.TritonError(str(exc))
+    return pb_utils.InferenceResponse(error=error)
+
+
+def _input(request, name: str) -> np.ndarray:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise RequestError(f"missing input {name}")
+    return tensor.as_numpy()
+
+
+class TokenizerModel:
+    """QUERY, CANDIDATES (BYTES) -> engine inputs int32 [N, bucket length]."""
+
+    def initialize(self, args):
+        from ..tokenizer import PairEncoder
+
+        params = _parameters(args)
+        self.max_candidates = int(params.get("max_candidates", config.MAX_CANDIDATES))
+        # The Python-backend ranker cuts padding itself (OrtEngine's length chunks), so there
+        # every request is padded to max_length: one shape, and the dynamic batcher can merge
+        # any requests. Engines that run a batch as given (Triton's onnxruntime and TensorRT
+        # backends) get the smallest length bucket instead.
+        trims = params.get("ranker_target", "python") == "python"
+        self.encoder = PairEncoder.from_dir(_version_dir(args), max_length=int(params["max_length"]),
+                                            **({"buckets": ()} if trims else {}))
+        self.encoder.encode("warm up", ["the first request should not pay for lazy set-up"])
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                query, texts = decode_request(_input(request, config.QUERY).reshape(-1),
+                                              _input(request, config.CANDIDATES).reshape(-1),
+                                              self.max_candidates)
+            except RequestError as exc:
+                responses.append(_invalid(exc))
+                continue
+            batch = self.encoder.encode(query, texts)
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor(name, batch[name]) for name in config.ENGINE_INPUTS]))
+        return responses
+
+
+class RankerModel:
+    """ONNX Runtime engine. Runs ONE engine call over all requests the dynamic batcher hands
+    to execute(): that is where batching across concurrent requests pays."""
+
+    def initialize(self, args):
+        from ..engine import OrtEngine
+
+        params = _parameters(args)
+        engine_file = _version_dir(args) / params.get("engine_file", "model.onnx")
+        spinning = params.get("engine_spinning", str(int(config.ENGINE_SPINNING))) == "1"
+        self.engine = OrtEngine(engine_file, threads=int(params.get("engine_threads", 0)), spinning=spinning)
+
+    def execute(self, requests):
+        batches = [{name: _input(r, name) for name in config.ENGINE_INPUTS} for r in requests]
+        rows = [len(b[config.ENGINE_INPUTS[0]]) for b in batches]
+        logits = self.engine.logits(_concat_padded(batches))
+        responses, start = [], 0
+        for count in rows:
+            out = logits[start:start + count].reshape(count, 1)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(config.ENGINE_OUTPUT, out)]))
+            start += count
+        return responses
+
+
+def _concat_padded(batches: list[dict]) -> dict:
+    """Stack requests row-wise, right-padding shorter sequences (masked, so logits unchanged)."""
+    if len(batches) == 1:
+        return batches[0]
+    length = max(b[config.ENGINE_INPUTS[0]].shape[1] for b in batches)
+    return {name: np.concatenate([np.pad(b[name], ((0, 0), (0, length - b[name].shape[1])))
+                                  for b in batches]) for name in config.ENGINE_INPUTS}
+
+
+class SorterModel:
+    """LOGITS [N, 1], TOP_K -> INDICES (best first), SCORES (click probability)."""
+
+    def initialize(self, args):
+        pass
+
+    def execute(self, requests):
+        from ..sorter import rank_logits
+
+        responses = []
+        for request in requests:
+            try:
+                top_k = check_top_k(_input(request, config.TOP_K).reshape(-1))
+            except RequestError as exc:
+                responses.append(_invalid(exc))
+                continue
+            indices, scores = rank_logits(_input(request, config.RANKER_LOGITS), top_k)
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]))
+        return responses

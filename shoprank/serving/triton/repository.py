@@ -1,0 +1,121 @@
+"""Generate the Triton model repository for a build target from the templates.
+
+Targets (the ranker step differs; tokenizer, sorter and ensemble are the same everywhere):
+  python       ONNX Runtime inside the Python backend (the pip `tritonserver` has no other)
+  onnxruntime  Triton's onnxruntime_onnx backend (NVIDIA's container, CPU or GPU)
+  tensorrt     Triton's tensorrt_plan backend with a TensorRT plan (NVIDIA GPU)
+Committed sources are the thin model.py files; configs, engines and tokenizer files are
+written here and ignored by git. Later ranker versions: shoprank.serving.triton.versions.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from string import Template
+
+from ... import config
+from ...model_card import model_max_length
+
+TEMPLATES = Path(__file__).parent / "templates"
+TARGETS = ("python", "onnxruntime", "tensorrt")
+ENGINE_FILE = {"python": "model.onnx", "onnxruntime": "model.onnx", "tensorrt": "model.plan"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "shoprank.json")
+SOURCE_REPOSITORY = config.PROJECT_ROOT / "model_repository"  # where the committed model.py files live
+TRITON_DTYPE = {"int32": "TYPE_INT32", "int64": "TYPE_INT64"}
+VERSION_META = "version.json"      # beside each ranker version: where it came from, its gate
+
+
+def _tensors(dims: str) -> str:
+    dtype = TRITON_DTYPE[config.ID_DTYPE]
+    return ",\n".join(f'  {{ name: "{n}" data_type: {dtype} dims: {dims} }}' for n in config.ENGINE_INPUTS)
+
+
+def _maps(kind: str) -> str:
+    return "\n".join(f'      {kind} {{ key: "{n}" value: "{n}" }}' for n in config.ENGINE_INPUTS)
+
+
+def _ranker_parts(target: str, threads: int, warmup_length: int) -> dict:
+    if target == "python":
+        engine_line, kind = 'backend: "python"', "KIND_CPU"
+        parameters = (f'parameters {{ key: "engine_file" value {{ string_value: "{ENGINE_FILE[target]}" }} }}\n'
+                      f'parameters {{ key: "engine_threads" value {{ string_value: "{threads}" }} }}')
+    elif target == "onnxruntime":
+        engine_line, kind = 'platform: "onnxruntime_onnx"', "KIND_AUTO"
+        parameters = (f'parameters {{ key: "intra_op_thread_count" value {{ string_value: "{threads}" }} }}\n'
+                      'optimization { graph { level: 1 } }')
+    elif target == "tensorrt":
+        engine_line, kind = 'platform: "tensorrt_plan"', "KIND_GPU"
+        parameters = ""
+    else:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    dtype = TRITON_DTYPE[config.ID_DTYPE]
+    warmup = "\n".join(
+        f'    inputs {{ key: "{n}" value: {{ data_type: {dtype} dims: [ {warmup_length} ] zero_data: true }} }}'
+        for n in config.ENGINE_INPUTS)
+    return {"engine_line": engine_line, "instance_kind": kind, "parameters": parameters,
+            "warmup_inputs": warmup, "warmup_length": warmup_length}
+
+
+def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_LEN,
+           threads: int = config.ENGINE_THREADS, ranker_instances: int = config.RANKER_INSTANCES,
+           tokenizer_instances: int = config.TOKENIZER_INSTANCES) -> str:
+    """The config.pbtxt text of one model for a target."""
+    values = {
+        "target": target, "ensemble": config.ENSEMBLE_MODEL, "tokenizer": config.TOKENIZER_MODEL,
+        "ranker": config.RANKER_MODEL, "sorter": config.SORTER_MODEL, "query": config.QUERY,
+        "candidates": config.CANDIDATES, "top_k": config.TOP_K, "indices": config.INDICES,
+        "scores": config.SCORES, "logits": config.RANKER_LOGITS, "engine_output": config.ENGINE_OUTPUT,
+        "max_length": max_length, "max_candidates": config.MAX_CANDIDATES,
+        "max_batch": max(config.RANKER_MAX_BATCH, config.MAX_CANDIDATES),
+        "queue_delay_us": config.RANKER_QUEUE_DELAY_US, "ranker_instances": ranker_instances,
+        "tokenizer_instances": tokenizer_instances,
+        "engine_inputs_1d": _tensors("[ -1 ]"), "engine_inputs_2d": _tensors("[ -1, -1 ]"),
+        "tokenizer_outputs": _maps("output_map"), "ranker_inputs": _maps("input_map"),
+    }
+    if name == config.RANKER_MODEL:
+        values.update(_ranker_parts(target, threads, min(32, max_length)))
+    template = {config.ENSEMBLE_MODEL: "rank", config.TOKENIZER_MODEL: "tokenizer",
+                config.RANKER_MODEL: "ranker", config.SORTER_MODEL: "sorter"}[name]
+    return Template((TEMPLATES / f"{template}.pbtxt").read_text()).substitute(values)
+
+
+def build_repository(model_dir: str | Path, engine: str | Path, repo: str | Path = config.MODEL_REPOSITORY,
+                     target: str = "python", version: int = 1, **render_kwargs) -> Path:
+    """Write configs, the engine and the tokenizer files into `repo` (model.py files copied when
+    `repo` is not the project's own model_repository)."""
+    model_dir, engine, repo = Path(model_dir), Path(engine), Path(repo)
+    if not engine.exists():
+        raise FileNotFoundError(f"engine {engine} not found: build it first (make onnx / make int8 / make engine)")
+    max_length = model_max_length(model_dir)
+    for name in (config.ENSEMBLE_MODEL, config.TOKENIZER_MODEL, config.RANKER_MODEL, config.SORTER_MODEL):
+        model_path = repo / name
+        (model_path / str(version)).mkdir(parents=True, exist_ok=True)
+        source = SOURCE_REPOSITORY / name / "1" / "model.py"
+        if source.exists() and source.resolve() != (model_path / str(version) / "model.py").resolve():
+            shutil.copy(source, model_path / str(version) / "model.py")
+        (model_path / "config.pbtxt").write_text(render(name, target, max_length, **render_kwargs))
+    ranker_dir = repo / config.RANKER_MODEL / str(version)
+    for stale in ENGINE_FILE.values():  # a target switch must not leave the other engine behind
+        (ranker_dir / stale).unlink(missing_ok=True)
+    # Copy then rename: an interrupted copy must not leave a half-written engine Triton would load.
+    partial = ranker_dir / (ENGINE_FILE[target] + ".partial")
+    shutil.copy(engine, partial)
+    partial.replace(ranker_dir / ENGINE_FILE[target])
+    write_meta(ranker_dir, {"version": version, "source_model": str(model_dir.resolve()), "engine": str(engine),
+                             "target": target, "published": time.time(), "by": "build_repository"})
+    tokenizer_dir = repo / config.TOKENIZER_MODEL / str(version)
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).exists():
+            shutil.copy(model_dir / name, tokenizer_dir / name)
+    if not (tokenizer_dir / "tokenizer.json").exists():
+        from ..tokenizer import load_backend_tokenizer
+
+        load_backend_tokenizer(model_dir).save(str(tokenizer_dir / "tokenizer.json"))
+    return repo
+
+
+def write_meta(version_dir: Path, meta: dict) -> None:
+    (version_dir / VERSION_META).write_text(json.dumps(meta, indent=2, default=str))

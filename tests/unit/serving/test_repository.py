@@ -1,0 +1,52 @@
+"""Generated model configs: valid Triton protobuf text for every target, one contract."""
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from shoprank import config
+from shoprank.serving.triton.repository import TARGETS, render
+
+MODELS = (config.ENSEMBLE_MODEL, config.TOKENIZER_MODEL, config.RANKER_MODEL, config.SORTER_MODEL)
+
+
+def parse(text):
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_config_parses_for_every_target(target):
+    for name in MODELS:
+        assert parse(render(name, target)).name == name
+
+
+@pytest.mark.parametrize("target,backend,platform,kind", [
+    ("python", "python", "", model_config_pb2.ModelInstanceGroup.KIND_CPU),
+    ("onnxruntime", "", "onnxruntime_onnx", model_config_pb2.ModelInstanceGroup.KIND_AUTO),
+    ("tensorrt", "", "tensorrt_plan", model_config_pb2.ModelInstanceGroup.KIND_GPU),
+])
+def test_ranker_engine_per_target(target, backend, platform, kind):
+    ranker = parse(render(config.RANKER_MODEL, target))
+    assert (ranker.backend, ranker.platform) == (backend, platform)
+    assert ranker.instance_group[0].kind == kind
+    assert ranker.max_batch_size >= config.MAX_CANDIDATES
+    assert ranker.HasField("dynamic_batching")
+    assert [i.name for i in ranker.input] == list(config.ENGINE_INPUTS)
+    assert {i.data_type for i in ranker.input} == {model_config_pb2.TYPE_INT32}
+    assert ranker.model_warmup[0].batch_size > 1
+
+
+def test_ensemble_wires_tokenizer_ranker_sorter():
+    ensemble = parse(render(config.ENSEMBLE_MODEL))
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [config.TOKENIZER_MODEL, config.RANKER_MODEL, config.SORTER_MODEL]
+    assert dict(steps[0].output_map) == dict(steps[1].input_map)
+    assert list(steps[1].output_map.values()) == [steps[2].input_map[config.RANKER_LOGITS]]
+    assert [o.name for o in ensemble.output] == [config.INDICES, config.SCORES]
+    tokenizer = parse(render(config.TOKENIZER_MODEL, max_length=40))
+    assert tokenizer.parameters["max_length"].string_value == "40"
+    assert [o.name for o in tokenizer.output] == list(config.ENGINE_INPUTS)
+
+
+def test_unknown_target_is_refused():
+    with pytest.raises(ValueError, match="unknown target"):
+        render(config.RANKER_MODEL, "tpu")

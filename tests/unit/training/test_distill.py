@@ -1,0 +1,87 @@
+"""Compression by layer dropping + distillation, and INT8 with chosen layers kept in FP32."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from shoprank.convert.int8 import quantize_int8
+from shoprank.data.split import model_pairs
+from shoprank.errors import BuildError
+from shoprank.model_card import read_model_card
+from shoprank.serving.tokenizer import PairEncoder
+from shoprank.training.batches import shuffled_batches
+from shoprank.training.finetune import TrainConfig, finetune, predict_probs
+from shoprank.training.model import build_tiny_model, keep_layers, load_cross_encoder
+from tests.conftest import TEST_MAX_LENGTH
+
+
+def test_keep_layers_keeps_first_and_last_evenly(build_dir):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    six = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=6,
+                                                   num_attention_heads=2, intermediate_size=32, num_labels=1))
+    layers = list(six.bert.encoder.layer)
+    assert keep_layers(six, 3) == [0, 2, 5]  # evenly spaced, first and last kept
+    assert [id(layer) for layer in six.bert.encoder.layer] == [id(layers[i]) for i in (0, 2, 5)]
+    assert six.config.num_hidden_layers == 3
+
+    model = load_cross_encoder(build_tiny_model(build_dir / "tiny-for-cut"))  # 2 layers
+    first, last = model.bert.encoder.layer[0], model.bert.encoder.layer[1]
+    assert keep_layers(model, 1) == [0]
+    assert len(model.bert.encoder.layer) == 1 and model.bert.encoder.layer[0] is first
+    assert all(layer is not last for layer in model.bert.encoder.layer)  # the dropped layer is gone
+    assert model.config.num_hidden_layers == 1
+    with pytest.raises(ValueError, match="1..1"):
+        keep_layers(model, 2)
+
+
+def test_distilled_student_has_fewer_layers_learns_the_teacher_and_records_it(tiny_model, build_dir):
+    out = build_dir / "student"
+    summary = finetune(TrainConfig(base_model=str(tiny_model), out_dir=str(out), max_steps=40, batch_size=32,
+                                   lr=1e-3, max_length=TEST_MAX_LENGTH, evals_per_epoch=1, threads=2,
+                                   keep_layers=1, teacher=str(tiny_model), distill_weight=1.0))
+    card = read_model_card(out)
+    assert card["layers_kept"] == [0] and card["teacher"] == str(tiny_model) and card["distill_weight"] == 1.0
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+    assert summary["config"]["keep_layers"] == 1
+    # Pure distillation: the student's scores follow the teacher's (not the labels alone).
+    valid = model_pairs(tiny_model, "valid", limit_queries=40)
+    encoder = PairEncoder.from_dir(tiny_model, max_length=TEST_MAX_LENGTH, buckets=None)
+    teacher = predict_probs(load_cross_encoder(tiny_model), encoder, valid)
+    student = predict_probs(load_cross_encoder(out), encoder, valid)
+    assert np.corrcoef(teacher, student)[0, 1] > 0.5
+
+
+def test_int8_float_layers_leave_those_matmuls_in_fp32(tiny_model, onnx_fp32, tmp_path):
+    out = tmp_path / "model.int8.onnx"
+    report = quantize_int8(tiny_model, onnx_fp32, out, max_ndcg_drop=0.05, float_layers=(0,))
+    assert report["float_layers"] == [0]
+    nodes = onnx.load(str(out)).graph.node
+    # Weight MatMuls (query/key/value/dense); the attention-score MatMuls have no weights and
+    # stay float in every layer with dynamic quantization anyway.
+    weights = ("query", "key", "value", "dense")
+    weight_mm = [n.name for n in nodes if n.op_type == "MatMul" and any(w in n.name for w in weights)]
+    int8_mm = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert weight_mm and all("layer.0/" in n for n in weight_mm if "layer." in n)
+    assert any("layer.1/" in n for n in int8_mm) and not any("layer.0/" in n for n in int8_mm)
+    with pytest.raises(BuildError, match="no MatMul of encoder layers"):
+        quantize_int8(tiny_model, onnx_fp32, tmp_path / "x.onnx", max_ndcg_drop=0.05, float_layers=(7,))
+
+
+def test_length_grouped_batches_cover_every_row_once_and_pad_less():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 64, size=1000)
+    plain = list(shuffled_batches(1000, 32, np.random.default_rng(1)))
+    grouped = list(shuffled_batches(1000, 32, np.random.default_rng(1), lengths, group=10))
+    for batches in (plain, grouped):
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    def padded(batches):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    assert padded(grouped) < 0.75 * padded(plain)
+    # Still shuffled: consecutive batches are not in length order.
+    maxima = [lengths[b].max() for b in grouped]
+    assert maxima != sorted(maxima)
