@@ -198,7 +198,8 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_setup(args):
-    """(profile, request pool, endpoints, reports folder), or an error message."""
+    """(profile, request pool, endpoints, reports folder); exit 2 with the reason when the profile,
+    the data or the candidate range is bad."""
     from ..data.requests import RequestPool
     from ..measure.loadtest.profiles import Candidates, load_profile
     from ..serving.server import Endpoints
@@ -210,7 +211,8 @@ def _load_setup(args):
         pool = RequestPool.from_spec(profile.data)
         pool.check_size(profile.candidates.high)
     except (ValueError, OSError) as exc:
-        return f"error: {exc}"
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return profile, pool, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), out
@@ -233,11 +235,7 @@ def loadtest(argv: list[str]) -> int:
     parser.add_argument("--max-failure-rate", type=float)
     parser.add_argument("--name", help="report folder name (default: the profile's)")
     args = parser.parse_args(argv)
-    setup = _load_setup(args)
-    if isinstance(setup, str):
-        print(setup, file=sys.stderr)
-        return 2
-    profile, pool, endpoints, out = setup
+    profile, pool, endpoints, out = _load_setup(args)
     overrides = {f"p{q}_ms": getattr(args, f"p{q}_ms") for q in (50, 95, 99)}
     overrides["max_failure_rate"] = args.max_failure_rate
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -271,11 +269,7 @@ def perf(argv: list[str]) -> int:
     parser.add_argument("--max-trials", type=int, default=10)
     parser.add_argument("--tools", default=str(TOOLS_DIR), help="where scripts/install_perf_analyzer.sh put it")
     args = parser.parse_args(argv)
-    setup = _load_setup(args)
-    if isinstance(setup, str):
-        print(setup, file=sys.stderr)
-        return 2
-    profile, pool, endpoints, out = setup
+    profile, pool, endpoints, out = _load_setup(args)
     try:
         command = perf_analyzer_command(Path(args.tools))  # before starting a server: fail fast
     except FileNotFoundError as exc:

@@ -82,7 +82,7 @@ def start_model(cfg: SimConfig, log=print) -> tuple[Path, Path]:
             raise ValueError("--model-dir needs --engine (the ONNX file to serve it with)")
         return Path(cfg.model_dir), Path(cfg.engine)
     folder = Path(cfg.work_dir) / f"start-{cfg.start_pairs}x{cfg.start_epochs:g}-seed{cfg.seed}"
-    model, onnx = folder / "model", folder / "model.fp32.onnx"
+    model, onnx = folder / "model", config.onnx_file("fp32", folder)
     if onnx.exists() and (model / "shoprank.json").exists():
         return model, onnx
     pairs = load_pairs(resolve_data("default"))

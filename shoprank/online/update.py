@@ -249,12 +249,12 @@ def update(cfg: UpdateConfig) -> dict:
     with _repo_lock(repo):
         report["finetune"] = weighted_finetune(base, train, work / "model", cfg.steps, cfg.lr, cfg.batch_size,
                                                seed=cfg.seed, threads=cfg.threads, train_layers=cfg.train_layers)
-        report["onnx"] = export_onnx(work / "model", work / "model.fp32.onnx")
-        engine = work / "model.fp32.onnx"
+        engine = config.onnx_file("fp32", work)
+        report["onnx"] = export_onnx(work / "model", engine)
         if cfg.engine == "int8":
-            report["int8"] = quantize_int8(work / "model", engine, work / "model.int8.onnx",
+            report["int8"] = quantize_int8(work / "model", engine, config.onnx_file("int8", work),
                                            max_ndcg_drop=cfg.int8_max_drop)
-            engine = work / "model.int8.onnx"
+            engine = config.onnx_file("int8", work)
         served_engine = repo / config.RANKER_MODEL / str(serving) / ENGINE_FILE["python"]
         valid = model_pairs(base, "valid") if cfg.gate_data is None else load_pairs(resolve_data(cfg.gate_data))
         gate = gate_engines(base, served_engine, engine, "the updated ranker", cfg.margin, valid,
