@@ -86,12 +86,6 @@ class OrtEngine:
             out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
         return out
 
-    def score_pairs(self, encoder, queries, texts, chunk: int = 256) -> np.ndarray:
-        """Logits for many aligned pairs, in chunks (keeps memory flat on big evaluation sets)."""
-        out = [self.logits(encoder.encode_pairs(queries[i:i + chunk], texts[i:i + chunk]))
-               for i in range(0, len(queries), chunk)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
