@@ -2,7 +2,8 @@
 
 Every package (serving, training, convert, measure, online), the Triton models, the command
 line and the tests read these names instead of repeating literals. Values a deployment may
-change (ports, max length, engine) can be overridden by environment variables of the same name prefixed with SHOPRANK_.
+change (ports, max length, engine) can be overridden by environment variables of the same name
+prefixed with SHOPRANK_.
 """
 from __future__ import annotations
 

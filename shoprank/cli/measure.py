@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import config
+from .common import add_server_args, endpoints
 
 
 def evaluate(argv: list[str]) -> int:
@@ -184,12 +185,7 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
     from ..measure.loadtest.profiles import TARGETS_FILE
     from ..measure.loadtest.run import REPORTS
 
-    parser.add_argument("--host", default=config.HOST)
-    parser.add_argument("--http-port", type=int, default=config.HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=config.GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=config.METRICS_PORT)
-    parser.add_argument("--repo", default=str(config.MODEL_REPOSITORY),
-                        help="model repository to start a server from when none is running")
+    add_server_args(parser, repo_help="model repository to start a server from when none is running")
     parser.add_argument("--run-dir", default=None, help="work folder (log, backends) of a self-started server")
     parser.add_argument("--out", default=str(REPORTS), help="reports folder")
     parser.add_argument("--targets", default=str(TARGETS_FILE))
@@ -202,7 +198,6 @@ def _load_setup(args):
     the data or the candidate range is bad."""
     from ..data.requests import RequestPool
     from ..measure.loadtest.profiles import Candidates, load_profile
-    from ..serving.server import Endpoints
 
     try:
         profile = load_profile(args.profile, args.targets)
@@ -215,7 +210,7 @@ def _load_setup(args):
         raise SystemExit(2) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return profile, pool, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), out
+    return profile, pool, endpoints(args), out
 
 
 def loadtest(argv: list[str]) -> int:

@@ -10,20 +10,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import RankError
-
-
-def _server_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repo", default=str(config.MODEL_REPOSITORY))
-    parser.add_argument("--host", default=config.HOST)
-    parser.add_argument("--http-port", type=int, default=config.HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=config.GRPC_PORT)
-    parser.add_argument("--metrics-port", type=int, default=config.METRICS_PORT)
-
-
-def _endpoints(args):
-    from ..serving.server import Endpoints
-
-    return Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port)
+from .common import add_server_args, endpoints
 
 
 def serve(argv: list[str]) -> int:
@@ -31,9 +18,9 @@ def serve(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="shoprank serve", description="start tritonserver in the background "
                                      "for the model repository and wait until it is ready")
-    _server_args(parser)
+    add_server_args(parser)
     args = parser.parse_args(argv)
-    server.serve(Path(args.repo), _endpoints(args))
+    server.serve(Path(args.repo), endpoints(args))
     return 0
 
 
@@ -50,8 +37,8 @@ def status(argv: list[str]) -> int:
     from ..serving import server
 
     parser = argparse.ArgumentParser(prog="shoprank status", description="is the server ready? (exit 0 when it is)")
-    _server_args(parser)
-    ready = server.is_ready(_endpoints(parser.parse_args(argv)))
+    add_server_args(parser)
+    ready = server.is_ready(endpoints(parser.parse_args(argv)))
     print("ready" if ready else "not ready")
     return 0 if ready else 1
 
@@ -80,15 +67,13 @@ def query(argv: list[str]) -> int:
     from ..serving.client import RankClient
 
     parser = argparse.ArgumentParser(prog="shoprank query", description=query.__doc__)
-    parser.add_argument("--host", default=config.HOST)
-    parser.add_argument("--http-port", type=int, default=config.HTTP_PORT)
-    parser.add_argument("--grpc-port", type=int, default=config.GRPC_PORT)
+    add_server_args(parser, repo=False)
     parser.add_argument("--model", default=str(config.MODEL_DIR))
     parser.add_argument("--queries", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
-    clients = {"grpc": RankClient(f"{args.host}:{args.grpc_port}", "grpc"),
-               "http": RankClient(f"{args.host}:{args.http_port}", "http")}
+    where = endpoints(args)
+    clients = {"grpc": RankClient(where.grpc, "grpc"), "http": RankClient(where.http, "http")}
     valid = model_pairs(args.model, "valid")
     groups = [(q, valid["text"].to_numpy()[idx].tolist()) for q, idx in query_groups(valid) if len(idx) >= 5]
     all_same = True

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .. import config
+from ..data.split import model_pairs
 from ..errors import BuildError, GateRefused
 from ..quality.gate import MAX_NDCG_DROP, gate_engines
 from ..training.distill import DISTILL_WEIGHT, EPOCHS, LAYERS, LR, distill_student, student_dir
@@ -39,7 +40,7 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
         f"best valid NDCG@10 {summary['best']['ndcg@10']:.4f}")
     fp32, int8 = config.onnx_file("fp32", onnx_dir), config.onnx_file("int8", onnx_dir)
     export_onnx(out_dir, fp32)
-    tried = []
+    tried, valid = [], model_pairs(teacher, "valid")  # the teacher's validation queries, read once
     for float_layers in FLOAT_LAYER_CHOICES:
         try:
             quantize_int8(out_dir, fp32, int8, float_layers=float_layers)
@@ -47,7 +48,7 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
             tried.append({"float_layers": list(float_layers), "int8_vs_student_fp32": str(exc)})
             log(f"INT8 with FP32 layers {list(float_layers)}: {exc}")
             continue
-        verdict = gate_engines(teacher, teacher_onnx, int8, "student INT8", max_ndcg_drop,
+        verdict = gate_engines(teacher, teacher_onnx, int8, "student INT8", max_ndcg_drop, valid,
                                reference="the teacher's FP32")
         verdict["float_layers"] = list(float_layers)
         tried.append(verdict)

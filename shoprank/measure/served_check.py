@@ -16,7 +16,7 @@ from ..data.requests import RequestPool
 from ..data.split import model_pairs, query_groups
 from ..model_card import model_max_length
 from ..quality import metrics
-from ..serving.client import RankClient
+from ..serving.client import RankClient, scores_in_request_order
 from ..serving.engine import OrtEngine
 from ..serving.server import run_triton
 from ..serving.tokenizer import PairEncoder
@@ -45,8 +45,7 @@ def check_served(model: str | Path, repo: str | Path, precision: str, requests: 
                 for query, cands in groups:
                     idx, scores = client.infer_raw(query, cands, 0)
                     ref = reference.logits(encoder.encode(query, cands))
-                    served = np.empty(len(cands))
-                    served[idx] = _logit(scores)
+                    served = _logit(scores_in_request_order(idx, scores, len(cands)))
                     worst = max(worst, float(np.max(np.abs(served - ref))))
                     if np.any(np.abs(served - ref) > tol.atol + tol.rtol * np.abs(ref)):
                         problems.append(f"{protocol} {query!r}: served logits outside "

@@ -35,7 +35,7 @@ from ..data.split import split_by_query
 from ..errors import BuildError
 from ..quality import metrics
 from ..quality.gate import MAX_NDCG_DROP
-from ..serving.client import RankClient
+from ..serving.client import RankClient, scores_in_request_order
 from ..serving.server import run_triton
 from ..serving.triton.repository import build_repository
 from ..training.finetune import TrainConfig, finetune
@@ -106,9 +106,7 @@ def true_ndcg(client, queries: list[SimQuery], k: int = 10) -> float:
     """Mean NDCG@k of the served ranking against the true relevance."""
     values = []
     for q in queries:
-        indices, scores = client.infer_raw(q.query, q.texts, 0)
-        served = np.zeros(len(q.texts))
-        served[indices] = scores
+        served = scores_in_request_order(*client.infer_raw(q.query, q.texts, 0), len(q.texts))
         value = metrics.ndcg_at_k(served, q.relevance, k)
         if value is not None:
             values.append(value)

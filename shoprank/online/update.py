@@ -36,12 +36,14 @@ from ..serving.tokenizer import PairEncoder
 from ..serving.triton.repository import ENGINE_FILE
 from ..serving.triton.versions import publish_version, read_meta, retire_latest_version, versions
 from ..training.batches import shuffled_batches
+from ..training.finetune import adamw_with_warmup
 from ..training.model import load_cross_encoder
 from .activate import activate, base_probe
 from .feedback import DEFAULT_DB, read_frames
 from .propensities import estimate_propensities, log_pairs
 
 REPLAY_RATIO = 0.5         # replayed original pairs per log pair
+WEIGHT_DECAY = 0.01        # of an update's fine-tune (TrainConfig's default)
 VARIANTS = ("ips", "naive")
 ONLINE_DIR = config.ARTIFACTS_DIR / "online"
 
@@ -76,7 +78,7 @@ def weighted_finetune(base_model: str | Path, pairs: pd.DataFrame, out_dir: str 
     many encoder layers and the head: a small update then cannot disturb what the lower layers
     know, and a step costs a fraction (no backward pass through the rest)."""
     import torch
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     started = time.time()
     base_model, out_dir = Path(base_model), Path(out_dir)
@@ -89,13 +91,7 @@ def weighted_finetune(base_model: str | Path, pairs: pd.DataFrame, out_dir: str 
     hf_tokenizer = AutoTokenizer.from_pretrained(str(base_model), use_fast=True)
     encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=model_max_length(base_model), buckets=None)
     trainable = _trainable(model, train_layers)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm")
-    groups = [
-        {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
-        {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
+    optimizer, schedule = adamw_with_warmup(trainable, lr, WEIGHT_DECAY, warmup, steps)
     queries, texts = pairs["query"].tolist(), pairs["text"].tolist()
     labels = torch.from_numpy(pairs["label"].to_numpy(np.float32))
     weights = torch.from_numpy(pairs["weight"].to_numpy(np.float32))

@@ -184,6 +184,14 @@ class RankClient:
         return version
 
 
+def scores_in_request_order(indices: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """The SCORES of a TOP_K 0 response put back on their candidates: one click probability per
+    candidate, in the order the request sent them."""
+    out = np.zeros(count, dtype=np.float32)
+    out[np.asarray(indices, dtype=np.int64)] = scores
+    return out
+
+
 def _bytes_array(values: Sequence) -> np.ndarray:
     return np.array([v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values], dtype=np.object_)
 

@@ -79,10 +79,25 @@ def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.
     return 1.0 / (1.0 + np.exp(-predict_logits(model, encoder, df, batch_size)))
 
 
+def adamw_with_warmup(named_parameters: list, lr: float, weight_decay: float, warmup: float, steps: int):
+    """(AdamW, linear schedule): weight decay on all but biases and LayerNorm weights, the learning
+    rate rising over the first `warmup` share of `steps`, then falling linearly to 0."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm")
+    groups = [
+        {"params": [p for n, p in named_parameters if not any(k in n for k in no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named_parameters if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(warmup * steps), steps)
+
+
 def finetune(cfg: TrainConfig) -> dict:
     import torch
     from tqdm import tqdm
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     loss_fn = pointwise_loss(cfg.loss)  # an unknown loss fails before any data or weights load
     started = time.time()
@@ -115,15 +130,8 @@ def finetune(cfg: TrainConfig) -> dict:
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
+    optimizer, schedule = adamw_with_warmup(list(model.named_parameters()), cfg.lr, cfg.weight_decay,
+                                            cfg.warmup, total_steps)
 
     out_dir = Path(cfg.out_dir)
     tmp_dir = out_dir.with_name(out_dir.name + ".partial")

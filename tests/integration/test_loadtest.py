@@ -15,33 +15,16 @@ from shoprank.measure.loadtest.profiles import Candidates, Targets
 from shoprank.serving.client import RankClient
 
 USERS = 2
-PROFILES = f"""
-[profiles.loose]
-users = {USERS}
-spawn_rate = {USERS}
-run_time_s = 12
-protocols = ["grpc", "http"]
-top_k = 5
-candidates = "uniform:5:40"
-data = "default"
-[profiles.loose.targets]
-p50_ms = 60000
-p95_ms = 60000
-p99_ms = 60000
-max_failure_rate = 0.0
 
-[profiles.unreachable]
-users = {USERS}
-spawn_rate = {USERS}
-run_time_s = 4
-protocols = ["grpc", "http"]
-top_k = 5
-candidates = "uniform:5:40"
-data = "default"
-[profiles.unreachable.targets]
-p50_ms = 0.001
-max_failure_rate = 0.0
-"""
+
+def _profile(name: str, run_time_s: int, targets: str) -> str:
+    return (f"[profiles.{name}]\nusers = {USERS}\nspawn_rate = {USERS}\nrun_time_s = {run_time_s}\n"
+            'protocols = ["grpc", "http"]\ntop_k = 5\ncandidates = "uniform:5:40"\ndata = "default"\n'
+            f"[profiles.{name}.targets]\n{targets}\nmax_failure_rate = 0.0\n")
+
+
+PROFILES = (_profile("loose", 12, "p50_ms = 60000\np95_ms = 60000\np99_ms = 60000")
+            + _profile("unreachable", 4, "p50_ms = 0.001"))
 
 
 def _loadtest(server, targets, out, profile):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import config
-from ...serving.client import RankClient
+from ...serving.client import RankClient, scores_in_request_order
 from ...serving.engine import OrtEngine, sigmoid
 from ...serving.server import run_triton
 from ...serving.sorter import rank_logits
@@ -87,12 +87,6 @@ def bare_engine(model_dir: Path, max_length: int, onnx_path: Path, engine: str) 
                   engine, lambda: rank)
 
 
-def _scores_in_text_order(indices: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
-    out = np.zeros(count, dtype=np.float32)
-    out[np.asarray(indices, dtype=np.int64)] = scores
-    return out
-
-
 class TritonVariant:
     """Our ensemble serving one engine file from a repository of its own; `start` runs it (through
     serving.server.run_triton) until `stop`."""
@@ -125,7 +119,7 @@ class TritonVariant:
 
             def rank(query, texts):
                 indices, scores = client.infer_raw(query, texts, 0)
-                return indices, _scores_in_text_order(indices, scores, len(texts))
+                return indices, scores_in_request_order(indices, scores, len(texts))
 
             return rank
 

@@ -14,7 +14,7 @@ from ... import config
 from ...data.split import query_groups
 from ...model_card import model_max_length
 from ...quality.gate import engine_rank_one, logits_as_served
-from ...serving.client import RankClient
+from ...serving.client import RankClient, scores_in_request_order
 from ...serving.engine import sigmoid
 from ...serving.server import Endpoints, run_triton
 from ...serving.tokenizer import PairEncoder
@@ -77,7 +77,7 @@ def served_scores(df, url: str, protocol: str = "grpc") -> np.ndarray:
                 if sorted(indices.tolist()) != list(range(len(part))):
                     raise RuntimeError(f"server returned INDICES {indices.tolist()} for {len(part)} candidates "
                                        f"of query {query!r}")
-                out[part[indices]] = scores
+                out[part] = scores_in_request_order(indices, scores, len(part))
     return out
 
 
