@@ -46,7 +46,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
+.PHONY: help venv system data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -58,6 +58,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed  ## create/refresh .venv: the pinned requirements, then shoprank itself (editable)
+
+system:  ## Debian packages the tests use (prometheus, promtool, nginx); installs only what is missing
+	@bash scripts/system_packages.sh
 
 data: venv  ## write the synthetic default data (data/default/clicks.csv)
 	$(SHOPRANK) data
@@ -91,7 +94,7 @@ demo:  ## everything on a fresh machine: set-up, fine-tune, ONNX, INT8, serve, q
 	@t0=$$(date +%s.%N); $(MAKE) --no-print-directory venv; t1=$$(date +%s.%N); \
 	$(PY) scripts/demo.py --setup-seconds "$$t0 $$t1"
 
-test: venv  ## unit tests (no server) and integration tests (real tritonserver, gRPC and HTTP)
+test: venv system  ## unit tests (no server) and integration tests (real tritonserver, gRPC and HTTP)
 	$(PY) -m pytest -q tests $(TEST_ARGS)
 
 lint: venv  ## ruff, and the import contracts in pyproject.toml (lint-imports)
