@@ -37,6 +37,8 @@ P50_MS      ?=
 P95_MS      ?=
 P99_MS      ?=
 LOADTEST_ARGS ?=
+SOAK_MINUTES ?= 10
+SOAK_ARGS   ?=
 CONCURRENCY ?= 1,2,4,8
 
 ENGINE_FILE  = $(ONNX_DIR)/model.$(ENGINE).onnx
@@ -46,7 +48,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv system data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare
+.PHONY: help venv system data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare soak overload
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -72,7 +74,7 @@ finetune: venv  ## fine-tune the cross-encoder (DATA=, BASE_MODEL=, EPOCHS=, MAX
 onnx: venv  ## export $(MODEL) to ONNX FP32, checked against PyTorch
 	$(SHOPRANK) onnx --model "$(MODEL)" --out "$(ONNX_DIR)/model.fp32.onnx"
 
-int8: venv  ## ONNX Runtime INT8 from the FP32 ONNX, gated on validation NDCG@10
+int8: venv  ## ONNX Runtime INT8 (per-row activation scales: isolated scores) from the FP32 ONNX, gated on validation NDCG@10
 	$(SHOPRANK) int8 --model "$(MODEL)" --fp32 "$(ONNX_DIR)/model.fp32.onnx" --out "$(ONNX_DIR)/model.int8.onnx"
 
 repository: venv  ## generate model_repository/ for TARGET=python|onnxruntime|tensorrt with ENGINE=int8|fp32
@@ -142,6 +144,11 @@ recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~20 min 
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
 	$(SHOPRANK) compare $(MODELS)
 
+.PHONY: isolation
+isolation: venv  ## does a pair's score depend on the rows it shares an engine call with? INT8 per-tensor/per-row/static vs FP32 -> reports/isolation.md
+	@test -f "$(ONNX_DIR)/model.fp32.onnx" || $(MAKE) --no-print-directory onnx
+	$(SHOPRANK) isolation --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --work-dir "$(ARTIFACTS)/isolation"
+
 qdq: venv  ## explicit INT8 (QDQ) ONNX for TensorRT from 512 training pairs; fails if validation NDCG@10 drops > 0.005
 	$(SHOPRANK) qdq --model "$(MODEL)" --fp32 "$(ONNX_DIR)/model.fp32.onnx" --out "$(ONNX_DIR)/model.qdq.onnx"
 
@@ -156,6 +163,12 @@ loadtest: venv  ## Locust gRPC+HTTP load vs shoprank/measure/loadtest/targets.to
 		$(if $(P50_MS),--p50-ms $(P50_MS)) $(if $(P95_MS),--p95-ms $(P95_MS)) $(if $(P99_MS),--p99-ms $(P99_MS)) \
 		$(LOADTEST_ARGS)
 
+overload: venv  ## PROFILE load at its users and 10x: accepted p99 vs target, share refused as overloaded -> reports/overload.json
+	$(SHOPRANK) overload --profile $(PROFILE) $(SERVER_ARGS)
+
+soak: venv  ## SOAK_MINUTES (10) of the PROFILE load + 5% bad requests; per 30 s: failures, p95, memory -> reports/soak.md; exit 1 on a miss
+	$(SHOPRANK) soak --profile $(PROFILE) $(SERVER_ARGS) --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
 $(PERF_ANALYZER): | venv
 	PY="$(PY)" scripts/install_perf_analyzer.sh $(ARTIFACTS)/tools
 
@@ -164,7 +177,27 @@ perf-tools: $(PERF_ANALYZER)  ## install perf_analyzer (PyPI perf-analyzer) into
 perf: venv $(PERF_ANALYZER)  ## perf_analyzer sweep on the rank ensemble (CONCURRENCY=1,2,4,8) -> reports/loadtest/perf
 	$(SHOPRANK) perf --profile $(PROFILE) $(SERVER_ARGS) --concurrency $(CONCURRENCY) --tools $(ARTIFACTS)/tools
 
+# --- monitoring (docs/monitoring.md): Prometheus on $(HOST):$(PROM_PORT) beside the server -----------
+PROM_PORT   ?= 9090
+SCRAPE_INTERVAL ?= 2s
+DASHBOARD_MINUTES ?= 15
+MONITOR_SECONDS ?= 60
+.PHONY: monitor monitor-stop dashboard monitor-demo
+
+monitor: venv system  ## Prometheus in the background on $(HOST):$(PROM_PORT) scraping make serve's server, alert rules monitoring/rules.yml -> .run/prometheus
+	$(SHOPRANK) monitor start $(SERVER_ARGS) --port $(PROM_PORT) --scrape-interval $(SCRAPE_INTERVAL)
+
+monitor-stop: venv  ## stop the Prometheus `make monitor` started (its data stays in .run/prometheus)
+	$(SHOPRANK) monitor stop
+
+dashboard: venv  ## the last DASHBOARD_MINUTES (15) from make monitor's Prometheus: rates, latency, errors, scores -> reports/monitoring/dashboard.html
+	$(SHOPRANK) dashboard --url http://$(HOST):$(PROM_PORT) --minutes $(DASHBOARD_MINUTES)
+
+monitor-demo: venv system  ## end to end on free ports: server + Prometheus + MONITOR_SECONDS of traffic (bad requests too) + dashboard
+	$(SHOPRANK) monitor demo --seconds $(MONITOR_SECONDS)
+
 clean:  ## remove built artifacts and generated repository files (keeps .venv)
 	-$(SHOPRANK) stop 2>/dev/null
+	-$(SHOPRANK) monitor stop 2>/dev/null
 	rm -rf $(ARTIFACTS) .run reports data/default
 	git clean -fdX model_repository

@@ -25,7 +25,7 @@ MODEL_REPOSITORY = Path(_env("MODEL_REPOSITORY", str(PROJECT_ROOT / "model_repos
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "default"
 # Real judgments beside the checkout (present on the developers' machines only).
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "homedepot_relevance.csv"
-RUN_DIR = PROJECT_ROOT / ".run"  # pid file, server log, prepared backend folder
+RUN_DIR = Path(_env("RUN_DIR", str(PROJECT_ROOT / ".run")))  # pid files, logs, admin key, backend folder
 REPORTS_DIR = PROJECT_ROOT / "reports"
 MODEL_DIR = ARTIFACTS_DIR / "model"   # the fine-tuned model folder every later step reads by default
 ONNX_DIR = ARTIFACTS_DIR / "onnx"     # engines built from it: model.<kind>.onnx
@@ -86,6 +86,20 @@ ENGINE_SPINNING = False
 # at the same p50 on 2 cores.
 RANKER_INSTANCES = _env("RANKER_INSTANCES", 2)
 TOKENIZER_INSTANCES = _env("TOKENIZER_INSTANCES", 1)
+# Overload: bounded queues that refuse at once with a retryable "overloaded" error (Triton's
+# UNAVAILABLE: HTTP 503, gRPC UNAVAILABLE) instead of queueing without end, so accepted
+# requests stay fast and the rest fail fast. Requests counted per queue; a request that waited
+# longer than the timeout is refused instead of computed (a caller may ask for less with
+# Triton's per-request `timeout` parameter). docs/reliability.md has the measured effect.
+TOKENIZER_MAX_QUEUE = _env("TOKENIZER_MAX_QUEUE", 8)
+TOKENIZER_QUEUE_TIMEOUT_US = _env("TOKENIZER_QUEUE_TIMEOUT_US", 0)  # 0: none; its queue is short and fast
+RANKER_MAX_QUEUE = _env("RANKER_MAX_QUEUE", 8)
+# Rows the batcher aims at per ranker execution: a request of up to RANKER_MAX_BATCH rows still
+# runs whole, but queued requests are not merged into executions beyond this, which bounds
+# what an accepted request waits for under overload. The engine scores in ENGINE_CHUNK_TOKENS
+# chunks anyway, so bigger merges save only per-call overhead.
+RANKER_PREFERRED_BATCH = _env("RANKER_PREFERRED_BATCH", 256)
+RANKER_QUEUE_TIMEOUT_US = _env("RANKER_QUEUE_TIMEOUT_US", 1_000_000)
 
 # --- Server ------------------------------------------------------------------------------------
 HOST = _env("HOST", "127.0.0.1")
@@ -93,6 +107,30 @@ HTTP_PORT = _env("HTTP_PORT", 8000)
 GRPC_PORT = _env("GRPC_PORT", 8001)
 METRICS_PORT = _env("METRICS_PORT", 8002)
 SERVER_START_TIMEOUT_S = 180
+# `make serve`'s public front door (the gateway below): the only ports to expose beyond this
+# machine; Triton's own ports (above) stay on loopback for the project's tools.
+PUBLIC_HOST = _env("PUBLIC_HOST", "127.0.0.1")
+GATEWAY_HTTP_PORT = _env("GATEWAY_HTTP_PORT", 8080)
+GATEWAY_GRPC_PORT = _env("GATEWAY_GRPC_PORT", 8081)
+# The public front door (nginx, shoprank/serving/gateway.py): Triton itself bounds neither request
+# size nor connections, and serves its admin APIs on the inference ports.
+# Largest request body the gateway lets through, HTTP and gRPC alike: the query and
+# MAX_CANDIDATES texts, each at most MAX_TEXT_CHARS characters long (the tokenizer cuts the rest,
+# so more is never useful), each character at most 6 bytes on the wire (JSON's "\uXXXX" escape;
+# UTF-8, which gRPC and binary tensors carry, needs at most 4), 16 bytes a text for quotes,
+# separators or length prefixes, and 64 KiB for tensor names, shapes and JSON structure.
+MAX_REQUEST_BYTES = (MAX_CANDIDATES + 1) * (MAX_TEXT_CHARS * 6 + 16) + 64 * 1024
+# Open connections the gateway holds at most, idle ones included (capped below the open-file
+# limit); past 7/8 of them nginx stops accepting until time-outs free some.
+GATEWAY_MAX_CONNECTIONS = _env("GATEWAY_MAX_CONNECTIONS", 16384)
+# Requests one client address may have in flight (gRPC: concurrent calls); above every load-test
+# profile's user count, since a load test runs from one address.
+GATEWAY_CONN_PER_CLIENT = _env("GATEWAY_CONN_PER_CLIENT", 256)
+GATEWAY_HEADER_TIMEOUT_S = 10   # a new connection sends its request headers (gRPC: preface) within this
+GATEWAY_BODY_TIMEOUT_S = 10     # most time between two reads of a request body (and of a reply write)
+GATEWAY_KEEPALIVE_S = 30        # an idle connection between requests (gRPC calls) is closed after this
+GATEWAY_UPSTREAM_TIMEOUT_S = 60  # Triton's answer to one request (RankClient's default time-out)
+GATEWAY_WORKERS = _env("GATEWAY_WORKERS", 1)  # one nginx worker forwards far more than the ranker scores
 
 # --- Training defaults -----------------------------------------------------------------------
 SEED = 13

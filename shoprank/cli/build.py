@@ -70,25 +70,28 @@ def _verdict_line(r: dict) -> str:
 
 
 def int8(argv: list[str]) -> int:
-    from ..convert.int8 import quantize_int8
+    from ..convert.int8 import ACTIVATIONS, quantize_int8
     from ..quality.gate import INT8_MAX_NDCG_DROP
 
-    parser = argparse.ArgumentParser(prog="shoprank int8", description="ONNX Runtime INT8 (per-channel dynamic), "
-                                     "gated on validation NDCG@10 against FP32")
+    parser = argparse.ArgumentParser(prog="shoprank int8", description="ONNX Runtime INT8 (per-channel weights, "
+                                     "activations quantized on the fly), gated on validation NDCG@10 against FP32")
     parser.add_argument("--model", default=str(config.MODEL_DIR))
     parser.add_argument("--fp32", default=str(config.onnx_file("fp32")))
     parser.add_argument("--out", default=str(config.onnx_file("int8")))
     parser.add_argument("--max-ndcg-drop", type=float, default=INT8_MAX_NDCG_DROP)
+    parser.add_argument("--activations", default=ACTIVATIONS[0], choices=ACTIVATIONS,
+                        help="per-row: one scale per token row, a pair's score independent of the other rows "
+                             "of an engine call; per-tensor: ONNX Runtime's one scale per call")
     args = parser.parse_args(argv)
     try:
-        r = quantize_int8(args.model, args.fp32, args.out, args.max_ndcg_drop)
+        r = quantize_int8(args.model, args.fp32, args.out, args.max_ndcg_drop, activations=args.activations)
     except GateRefused as exc:
         print(f"INT8 refused by its quality gate: {exc}", file=sys.stderr)
         return 2
     except BuildError as exc:
         print(f"INT8 failed: {exc}", file=sys.stderr)
         return 1
-    print(f"INT8 -> {r['int8']}; " + _verdict_line(r))
+    print(f"INT8 ({r['activations']} activations) -> {r['int8']}; " + _verdict_line(r))
     return 0
 
 

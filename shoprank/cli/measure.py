@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,6 +251,62 @@ def loadtest(argv: list[str]) -> int:
     return 0 if result.passed else 1
 
 
+def soak(argv: list[str]) -> int:
+    """`make soak`: the profile's load for minutes with a share of bad requests, per 30-s window:
+    good requests, failures, p95, bad requests and their answers, server memory. Exit 1 when a
+    good request failed or memory grew; writes reports/soak.md, soak.json and soak.png."""
+    from ..measure.loadtest.locust import warm_up
+    from ..measure.loadtest.run import ensure_server
+    from ..measure.loadtest.soak import BAD_SHARE, MAX_MEMORY_GROWTH, SAMPLE_S, WINDOW_S, run_soak
+    from ..measure.loadtest.soak_report import summary, write_reports
+    from ..serving.server import run_triton
+
+    parser = argparse.ArgumentParser(prog="shoprank soak", description=soak.__doc__)
+    _load_args(parser)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--window-s", type=float, default=WINDOW_S)
+    parser.add_argument("--bad-share", type=float, default=BAD_SHARE, help="share of calls that are bad requests")
+    parser.add_argument("--sample-s", type=float, default=SAMPLE_S, help="seconds between server memory samples")
+    parser.add_argument("--max-memory-growth", type=float, default=MAX_MEMORY_GROWTH,
+                        help="largest window mean over the first window's, minus 1 (0.1 = 10 %%)")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--own-server", action="store_true",
+                        help="start a fresh tritonserver from --repo on free ports for the soak (else the "
+                             "running one is used, or one is started on the given ports)")
+    parser.add_argument("--report-dir", default=str(config.REPORTS_DIR), help="where soak.md, .json, .png go")
+    parser.add_argument("--no-png", action="store_true")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.window_s <= 0 or args.sample_s <= 0:
+        parser.error("--minutes, --window-s and --sample-s must be > 0")
+    if not 0.0 <= args.bad_share < 1.0:
+        parser.error("--bad-share must be in [0, 1)")
+    profile, pool, endpoints, out = _load_setup(args)
+    if args.users:
+        profile = replace(profile, users=args.users, spawn_rate=max(profile.spawn_rate, args.users))
+    repo, run_dir = Path(args.repo), Path(args.run_dir) if args.run_dir else config.RUN_DIR / "soak"
+    if args.own_server and not (repo / config.RANKER_MODEL / "config.pbtxt").exists():
+        print(f"error: no generated model repository in {repo}: run `make repository` first", file=sys.stderr)
+        return 2
+    try:
+        with ExitStack() as stack:
+            if args.own_server:
+                server = stack.enter_context(run_triton(repo, work_dir=run_dir))
+                endpoints, pid = server.endpoints, server.pid
+                print(f"own tritonserver on {endpoints.http} (pid {pid}, log {server.log_path})", flush=True)
+            else:
+                pid = stack.enter_context(ensure_server(endpoints, repo, run_dir))
+            warm_up(endpoints, profile, pool)
+            report = run_soak(profile, endpoints, out, pid, args.minutes, args.window_s,
+                              args.bad_share, args.sample_s, args.max_memory_growth)
+    except FileNotFoundError as exc:  # no server and no repository to start one from
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = write_reports(report, Path(args.report_dir), png=not args.no_png)
+    print(summary(report))
+    print(f"report {paths['md']} ({', '.join(p.name for k, p in paths.items() if k != 'md')})")
+    return 0 if report["verdict"]["passed"] else 1
+
+
 def perf(argv: list[str]) -> int:
     """`make perf`: perf_analyzer concurrency sweep on the rank ensemble with the server-side breakdown."""
     from ..measure.loadtest.locust import warm_up
@@ -298,3 +355,74 @@ def check_served(argv: list[str]) -> int:
     line, problems = run(args.model, args.repo, args.precision, args.requests, args.threads, args.work_dir)
     print(line)
     return 1 if problems else 0
+
+
+def isolation(argv: list[str]) -> int:
+    """`make isolation`: whether a pair's score depends on the rows it shares an engine call with
+    (other requests merged by the batcher, the other candidates of its request), for per-tensor,
+    per-row and static INT8 and FP32, with quality and speed -> reports/isolation.{md,json}."""
+    from ..measure.isolation import OPTIONS, WORK_DIR, Setup, measure, write_report
+
+    p = argparse.ArgumentParser(prog="shoprank isolation", description=isolation.__doc__)
+    p.add_argument("--model", default=str(config.MODEL_DIR))
+    p.add_argument("--onnx-dir", default=str(config.ONNX_DIR))
+    p.add_argument("--work-dir", default=str(WORK_DIR), help="where the compared INT8 engines are built")
+    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma separated, of {', '.join(OPTIONS)}")
+    p.add_argument("--requests", type=int, default=Setup.requests, help="distinct rank-50 requests")
+    p.add_argument("--rounds", type=int, default=Setup.timed_rounds, help="timed passes over the requests")
+    p.add_argument("--rebuild", action="store_true", help="rebuild --work-dir's static INT8 (QDQ) engine")
+    p.add_argument("--out", default=str(config.REPORTS_DIR / "isolation.md"))
+    args = p.parse_args(argv)
+    options = tuple(o for o in args.options.split(",") if o)
+    unknown = [o for o in options if o not in OPTIONS]
+    if unknown or not options:
+        p.error(f"unknown option {unknown[0]!r}; choose from {', '.join(OPTIONS)}" if unknown else "no options")
+    setup = Setup(Path(args.model), Path(args.onnx_dir), Path(args.work_dir), options, args.requests, args.rounds,
+                  args.rebuild)
+    try:
+        report = measure(setup)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = write_report(report, Path(args.out))
+    print(out.read_text())
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def overload(argv: list[str]) -> int:
+    """`make overload`: the profile's load shape at its own user count and at --factor times it,
+    side by side: accepted p50/p99, share refused as overloaded (fast), any other failure.
+    Exit 1 when another failure occurs or the accepted p99 at overload misses the profile's
+    p99 target; writes reports/overload.json."""
+    import json
+
+    from ..measure.loadtest.overload import burst
+    from ..measure.loadtest.run import ensure_server
+
+    parser = argparse.ArgumentParser(prog="shoprank overload", description=overload.__doc__)
+    _load_args(parser)
+    parser.add_argument("--factor", type=int, default=10, help="overload = factor x the profile's users")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per step")
+    args = parser.parse_args(argv)
+    profile, pool, where, _ = _load_setup(args)
+    size = (profile.candidates.low, profile.candidates.high)
+    rows = []
+    with ensure_server(where, Path(args.repo), Path(args.run_dir) if args.run_dir else None):
+        for clients in (profile.users, profile.users * args.factor):
+            row = burst(where, pool, clients, args.seconds, size, profile.top_k)
+            rows.append(row)
+            print(f"{clients:4d} clients: {row['requests']} requests, {row['accepted']} accepted "
+                  f"(p50 {row['accepted_p50_ms']} ms, p99 {row['accepted_p99_ms']} ms), "
+                  f"{row['refused_overloaded']} refused as overloaded ({row['shed_share']:.0%}, p99 "
+                  f"{row['refused_p99_ms']} ms), {row['other_failures']} other failures", flush=True)
+    target = profile.targets.p99_ms
+    over = rows[-1]
+    passed = all(r["other_failures"] == 0 for r in rows) and (target is None or
+                                                              (over["accepted_p99_ms"] or 0) <= target)
+    report = {"profile": profile.name, "p99_target_ms": target, "steps": rows, "passed": passed}
+    (config.REPORTS_DIR).mkdir(parents=True, exist_ok=True)
+    (config.REPORTS_DIR / "overload.json").write_text(json.dumps(report, indent=2))
+    print(f"=> {'PASS' if passed else 'FAIL'}: at {over['clients']} clients the accepted p99 is "
+          f"{over['accepted_p99_ms']} ms (target {target} ms), {over['shed_share']:.0%} refused as overloaded")
+    return 0 if passed else 1

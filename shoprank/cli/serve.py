@@ -13,33 +13,65 @@ from ..errors import RankError
 from .common import add_server_args, endpoints
 
 
-def serve(argv: list[str]) -> int:
-    from ..serving import server
+def _public(args: argparse.Namespace):
+    from ..serving.server import Endpoints
 
-    parser = argparse.ArgumentParser(prog="shoprank serve", description="start tritonserver in the background "
-                                     "for the model repository and wait until it is ready")
+    return Endpoints(args.public_host, args.gateway_http_port, args.gateway_grpc_port, args.metrics_port)
+
+
+def _add_gateway_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--public-host", default=config.PUBLIC_HOST,
+                        help="where the gateway listens: the only address to expose beyond this machine")
+    parser.add_argument("--gateway-http-port", type=int, default=config.GATEWAY_HTTP_PORT)
+    parser.add_argument("--gateway-grpc-port", type=int, default=config.GATEWAY_GRPC_PORT)
+
+
+def serve(argv: list[str]) -> int:
+    from ..serving import gateway, server
+
+    parser = argparse.ArgumentParser(prog="shoprank serve", description="start tritonserver (admin APIs closed, "
+                                     "a stub supervisor beside it) and the gateway in front of it, in the background")
     add_server_args(parser)
+    _add_gateway_args(parser)
+    parser.add_argument("--no-gateway", action="store_true", help="Triton and its supervisor only")
     args = parser.parse_args(argv)
-    server.serve(Path(args.repo), endpoints(args))
+    upstream = endpoints(args)
+    server.serve(Path(args.repo), upstream)
+    if args.no_gateway:
+        return 0
+    if gateway.nginx_binary() is None:
+        print("gateway NOT started: nginx is missing (`make system` installs it); Triton has no request size "
+              "or connection limits of its own, so do not expose it")
+        return 0
+    try:
+        gateway.serve(upstream, _public(args))
+    except Exception:
+        server.stop()  # all or nothing: no server left running behind a door that failed
+        raise
     return 0
 
 
 def stop(argv: list[str]) -> int:
-    from ..serving import server
+    from ..serving import gateway, server
 
-    parser = argparse.ArgumentParser(prog="shoprank stop", description="stop the server `shoprank serve` started")
+    parser = argparse.ArgumentParser(prog="shoprank stop", description="stop the gateway, the supervisor and the "
+                                     "server `shoprank serve` started; the logs stay in .run/")
     parser.parse_args(argv)
+    gateway.stop()
     server.stop()
     return 0
 
 
 def status(argv: list[str]) -> int:
-    from ..serving import server
+    from ..serving import gateway, server
 
     parser = argparse.ArgumentParser(prog="shoprank status", description="is the server ready? (exit 0 when it is)")
     add_server_args(parser)
-    ready = server.is_ready(endpoints(parser.parse_args(argv)))
-    print("ready" if ready else "not ready")
+    _add_gateway_args(parser)
+    args = parser.parse_args(argv)
+    ready = server.is_ready(endpoints(args))
+    door = gateway.is_answering(_public(args))
+    print(("ready" if ready else "not ready") + f"; gateway {'answering' if door else 'not answering'}")
     return 0 if ready else 1
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import config
 from ..data.split import model_pairs, query_groups
+from ..serving import admin
 from ..serving.client import RankClient
 
 PROBE_QUERIES = 12  # validation queries to draw probe requests from
@@ -24,8 +25,8 @@ def base_probe(model_dir: str | Path, groups: int = 2) -> list[tuple[str, list[s
     return [(q, texts[idx].tolist()) for q, idx in query_groups(valid) if len(idx) >= 2][:groups]
 
 
-def _ranker_states(client) -> dict[int, str]:
-    index = client.get_model_repository_index(as_json=True).get("models", [])
+def _ranker_states(client, headers: dict) -> dict[int, str]:
+    index = client.get_model_repository_index(headers=headers, as_json=True).get("models", [])
     return {int(m["version"]): m.get("state", "") for m in index
             if m.get("name") == config.RANKER_MODEL and str(m.get("version", "")).isdigit()}
 
@@ -35,13 +36,14 @@ def _version_count(client, version: int) -> int:
     return int(stats[0]["inference_stats"]["success"].get("count", 0)) if stats else 0
 
 
-def activate(url: str, version: int, probe=None, timeout_s: float = 120.0) -> dict:
+def activate(url: str, version: int, probe=None, timeout_s: float = 120.0, admin_key: str | None = None) -> dict:
     """Make the server serve ranker `version` (the newest in the repository) and prove it.
 
     Explicit model control: load the ranker (Triton loads the new version, reloads the ensemble
     that depends on it, and unloads the old version after its in-flight requests). Then wait
     until `version` is the only READY one and check that a probe request through the ensemble
-    is executed by `version`; if it is not, reload the ensemble too."""
+    is executed by `version`; if it is not, reload the ensemble too. The load calls carry the
+    server's admin key (`admin_key`, else the one `make serve` wrote: shoprank.serving.admin)."""
     import tritonclient.grpc as grpc
     from tritonclient.utils import InferenceServerException
 
@@ -54,15 +56,16 @@ def activate(url: str, version: int, probe=None, timeout_s: float = 120.0) -> di
             live = False
         if not live:
             return {"live": False, "note": f"no server at {url}: version {version} serves from its next start"}
+        headers = admin.headers(admin_key, protocol="grpc")
         try:
-            client.load_model(config.RANKER_MODEL)
+            client.load_model(config.RANKER_MODEL, headers=headers)
         except InferenceServerException as exc:
             raise RuntimeError(f"the server at {url} refused to load {config.RANKER_MODEL} ({exc.message()}); "
                                "it must run with --model-control-mode=explicit (shoprank.serving.server's default): "
                                f"restart it (`make stop serve`) and it serves version {version}") from None
         deadline = time.time() + timeout_s
         while True:
-            states = _ranker_states(client)
+            states = _ranker_states(client, headers)
             ready = sorted(v for v, s in states.items() if s == "READY")
             if ready == [version]:
                 break
@@ -80,7 +83,7 @@ def activate(url: str, version: int, probe=None, timeout_s: float = 120.0) -> di
                     if routed >= len(probe):
                         break
                     # The ensemble still routes elsewhere: reload it (not needed on Triton 2.51).
-                    client.load_model(config.ENSEMBLE_MODEL)
+                    client.load_model(config.ENSEMBLE_MODEL, headers=headers)
                     checks["ensemble_reloaded"] = True
                 else:
                     raise RuntimeError(f"the ensemble does not route to ranker version {version} after reloading it")

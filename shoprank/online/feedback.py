@@ -8,8 +8,9 @@ does it for them: shoprank.online.collector).
     impressions  one row per rank response shown to a shopper
       request_id     TEXT PRIMARY KEY  the KServe v2 request `id` sent with the rank request
       ts             REAL              unix seconds
-      user_id        TEXT              an OPAQUE user/session id (a random token, never a name,
-                                       e-mail or address); NULL when unknown
+      user_id        TEXT              a keyed pseudonym of the user/session id the caller sent
+                                       (shoprank.online.pseudonym; never the id itself); NULL
+                                       when unknown
       query          TEXT              the query as sent
       model_version  TEXT              ranker version that served it (best effort, may be NULL)
       randomized     INTEGER 0/1       1 = shown in a random order (exploration traffic, used to
@@ -31,6 +32,7 @@ full the record is DROPPED and counted (`stats()["dropped"]`), and a failing wri
 """
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from .. import config
 from ..serving.client import Shown, new_request_id
+from .pseudonym import DEFAULT_KEY_FILE, load_or_create_key, pseudonym
 
 EVENT_KINDS = ("click", "add_to_cart", "purchase")
 RETENTION_DAYS = 90
@@ -83,6 +86,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
     transactions, never corrupt the file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():  # owner-only; SQLite gives its -wal and -shm files the same mode
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -101,8 +106,9 @@ class FeedbackStore:
     """Append-only store with a background writer (see module doc)."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, queue_size: int = QUEUE_SIZE,
-                 retention_days: float = RETENTION_DAYS):
+                 retention_days: float = RETENTION_DAYS, pseudonym_key_file: str | Path = DEFAULT_KEY_FILE):
         self.path = Path(path)
+        self._pseudonym_key = load_or_create_key(pseudonym_key_file)
         self.retention_days = retention_days
         connect(self.path).close()  # schema errors surface here, not in the writer thread
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -118,7 +124,8 @@ class FeedbackStore:
                           user_id: str | None = None, model_version: str | int | None = None,
                           randomized: bool = False, ts: float | None = None) -> bool:
         """Queue one impression; False when it was dropped (queue full or store closed)."""
-        row = (str(request_id), ts if ts is not None else time.time(), user_id, str(query),
+        row = (str(request_id), ts if ts is not None else time.time(), pseudonym(user_id, self._pseudonym_key),
+               str(query),
                None if model_version is None else str(model_version), int(bool(randomized)), len(shown))
         items = [(str(request_id), pos, int(s.candidate_index), str(s.text),
                   None if s.score is None else float(s.score)) for pos, s in enumerate(shown)]

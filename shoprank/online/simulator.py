@@ -192,6 +192,7 @@ def run_variant(cfg: SimConfig, variant: str, model_dir: Path, engine: Path, tra
             store.flush()
             row["store"] = {k: v for k, v in store.stats().items() if k != "write_seconds"}
             ucfg = UpdateConfig(repo=str(repo), feedback_db=str(store.path), url=endpoints.grpc,
+                                admin_key=server.admin_key,
                                 variant=variant, margin=cfg.margin, steps=cfg.steps, lr=cfg.lr,
                                 batch_size=cfg.batch_size, train_layers=cfg.train_layers,
                                 replay_ratio=cfg.replay_ratio, engine=cfg.update_engine,

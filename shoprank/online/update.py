@@ -150,6 +150,7 @@ class UpdateConfig:
     repo: str = str(config.MODEL_REPOSITORY)
     feedback_db: str = str(DEFAULT_DB)
     url: str | None = f"{config.HOST}:{config.GRPC_PORT}"  # gRPC of the running server; None: publish only
+    admin_key: str | None = None  # that server's admin key (None: the one `make serve` wrote)
     variant: str = "ips"                  # ips | naive (the latter for comparison only)
     propensities: list | None = None      # fixed theta per position instead of estimating them
     margin: float = MAX_NDCG_DROP
@@ -266,14 +267,14 @@ def update(cfg: UpdateConfig) -> dict:
         version = publish_version(repo, engine, work / "model", meta)
         report["published_version"] = version
         if cfg.url:
-            report["activation"] = activate(cfg.url, version, base_probe(base))
+            report["activation"] = activate(cfg.url, version, base_probe(base), admin_key=cfg.admin_key)
     report["seconds"] = round(time.time() - started, 1)
     (work / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report
 
 
 def rollback(repo: str | Path = config.MODEL_REPOSITORY, url: str | None = f"{config.HOST}:{config.GRPC_PORT}",
-             base_model: str | Path = config.MODEL_DIR) -> dict:
+             base_model: str | Path = config.MODEL_DIR, admin_key: str | None = None) -> dict:
     """Retire the newest ranker version; the previous one goes live (same checks as update)."""
     repo = Path(repo)
     with _repo_lock(repo):
@@ -284,5 +285,5 @@ def rollback(repo: str | Path = config.MODEL_REPOSITORY, url: str | None = f"{co
                 probe = base_probe(serving_model_dir(repo, now, base_model))
             except FileNotFoundError:
                 probe = None
-            report["activation"] = activate(url, now, probe)
+            report["activation"] = activate(url, now, probe, admin_key=admin_key)
     return report

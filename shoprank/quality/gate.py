@@ -3,8 +3,9 @@ a benchmarked system) may rank the validation queries at most a margin worse tha
 
 It compares NDCG@10 (shoprank.quality.metrics.evaluate) of the two scorers on the SAME rows, so
 the margin is the only tolerance. Engines are scored as served: one engine call per query with
-its judged products, padded as the tokenizer model pads. Dynamic INT8 takes activation scales
-from the whole call, so scoring several queries in one call would measure what is never served.
+its judged products, padded as the tokenizer model pads. ONNX Runtime's per-tensor dynamic
+INT8 takes activation scales from the whole call, so for such an engine scoring several queries
+in one call would measure what is never served (`make int8`'s per-row INT8 does not mix rows).
 
 The verdict is a dict, also when it refuses (numbers for reports). A refusal is never an
 exception of the metrics: an undefined NDCG (no query with a relevant product) cannot show that

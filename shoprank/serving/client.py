@@ -165,14 +165,13 @@ class RankClient:
         return self.feedback.record_event(request_id, position, kind)
 
     def ranker_version(self, ranker: str = config.RANKER_MODEL) -> int | None:
-        """The highest READY version of the ranker (what the ensemble's step `-1` serves)."""
+        """The highest READY version of the ranker (what the ensemble's step `-1` serves), from
+        the model's metadata: the repository index is an admin API, closed to inference callers."""
         try:
-            index = self._client.get_model_repository_index(**({"as_json": True} if self.protocol == "grpc" else {}))
+            meta = self._client.get_model_metadata(ranker, **({"as_json": True} if self.protocol == "grpc" else {}))
         except Exception:
             return None
-        models = index.get("models", []) if isinstance(index, dict) else index
-        ready = [int(m["version"]) for m in models
-                 if m.get("name") == ranker and m.get("state") == "READY" and str(m.get("version", "")).isdigit()]
+        ready = [int(v) for v in meta.get("versions", []) if str(v).isdigit()]
         return max(ready) if ready else None
 
     def _cached_version(self) -> int | None:

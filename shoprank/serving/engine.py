@@ -53,9 +53,13 @@ class OrtEngine:
     """Scores engine inputs (int32 [N, L]) -> logits float32 [N].
 
     chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS); 0: one call over the
-    batch as padded. Logits are the same either way up to float rounding (padding is masked);
-    with a dynamically quantized INT8 engine, activation scales follow the rows of each call,
-    so its scores move slightly with the grouping.
+    batch as padded. A row's logit depends only on that row, so it is the same whichever rows
+    share its call or chunk (other candidates, other requests the batcher merged), up to float
+    rounding (padding is masked), for FP32, static (QDQ) INT8 and `make int8`'s INT8, which
+    quantizes activations with one scale per row (shoprank.convert.per_row). Not so for ONNX
+    Runtime's plain dynamic INT8 (`shoprank int8 --activations per-tensor`): its activation
+    scale is taken over the whole call, so its scores move with the grouping and with the
+    requests merged in (reports/isolation.md).
     """
 
     def __init__(self, onnx_path: str | Path, threads: int = config.ENGINE_THREADS,

@@ -22,8 +22,8 @@ def decode_request(query: Sequence, candidates: Sequence,
     if len(query) != 1:
         raise RequestError(f"{config.QUERY} must hold exactly one string, got {len(query)}")
     text = _decode(query[0], config.QUERY)
-    if not text.strip():
-        raise RequestError(f"{config.QUERY} is empty")
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        raise RequestError(f"{config.QUERY} is empty: it has no printable character")
     count = len(candidates)
     if count == 0:
         raise RequestError(f"{config.CANDIDATES} is empty: send 1..{max_candidates} product texts")

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -40,10 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config
+from . import admin, processes
+from .processes import pid_alive, terminate_pid, wait_until, work_folder
+from .supervisor import Supervisor, make_shm_private, remove_shm_regions, stubs
 
 PID_FILE = config.RUN_DIR / "tritonserver.pid"
+SUPERVISOR_PID_FILE = config.RUN_DIR / "supervisor.pid"
+SUPERVISOR_EVENTS = config.RUN_DIR / "supervisor.events.jsonl"
 MODEL_CONTROL_MODES = ("explicit", "poll", "none")
 LOG_FILE = config.RUN_DIR / "tritonserver.log"
+PREVIOUS_LOG_FILE = config.RUN_DIR / "tritonserver.previous.log"
 
 
 @dataclass
@@ -115,7 +119,9 @@ def server_command_and_env(run_dir: Path = config.RUN_DIR) -> tuple[list[str], d
 
 def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = None,
           log_path: Path = LOG_FILE, run_dir: Path = config.RUN_DIR, extra_args: list[str] | None = None,
-          wait: bool = True, model_control: str = "explicit") -> subprocess.Popen:
+          wait: bool = True, model_control: str = "explicit", admin_key: str | None = None) -> subprocess.Popen:
+    """Start tritonserver; its admin APIs open only to `admin_key` (a new key, written to
+    run_dir/admin.key, when None: see shoprank.serving.admin)."""
     endpoints = endpoints or Endpoints()
     if model_control not in MODEL_CONTROL_MODES:
         raise ValueError(f"model_control must be one of {MODEL_CONTROL_MODES}, got {model_control!r}")
@@ -127,19 +133,24 @@ def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = No
         f"--metrics-address={endpoints.host}", f"--metrics-port={endpoints.metrics_port}",
         "--exit-timeout-secs=5",  # the default 30 s makes every stop slow
         "--log-verbose=0",
+        "--metrics-config=summary_latencies=true",  # p50/p95/p99 per model for Prometheus (docs/monitoring.md)
+        *admin.restricted_api_args(admin_key or admin.new_key(run_dir)),
         *_model_control_args(model_control, extra_args or []),
         *(extra_args or []),
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # A new session, so `make serve` can return while the server runs on; the child keeps the log open.
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Owner-only files: the log, the stubs' shared memory, whatever the models write.
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                umask=admin.PRIVATE_UMASK)
     if wait:
         try:
             wait_ready(endpoints, proc, log_path)
         except Exception:
             stop_process(proc)
             raise
+        make_shm_private(proc.pid)
     return proc
 
 
@@ -161,24 +172,13 @@ def is_ready(endpoints: Endpoints) -> bool:
 
 def wait_ready(endpoints: Endpoints, proc: subprocess.Popen | None = None, log_path: Path = LOG_FILE,
                timeout: float = config.SERVER_START_TIMEOUT_S) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"tritonserver exited with {proc.returncode} while starting; log:\n{_tail(log_path)}")
-        if is_ready(endpoints):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s; log:\n{_tail(log_path)}")
+    wait_until(lambda: is_ready(endpoints), "tritonserver", proc, log_path, timeout, interval=0.5)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    regions = [s.shm_region for s in stubs(proc.pid)] if proc.poll() is None else []
+    processes.stop_process(proc, timeout)
+    remove_shm_regions(regions)  # Triton removes its own on a clean exit; a killed stub leaves one
 
 
 @dataclass(frozen=True)
@@ -186,82 +186,85 @@ class RunningServer:
     endpoints: Endpoints
     pid: int
     log_path: Path
+    admin_key: str
+    supervisor: Supervisor | None = None
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        return admin.headers(self.admin_key, protocol=protocol)
 
 
 @contextmanager
 def run_triton(repo: str | Path, work_dir: str | Path | None = None, ports: tuple[int, int, int] | None = None,
                host: str = "127.0.0.1", model_control: str = "explicit",
-               extra_args: list[str] | None = None) -> Iterator[RunningServer]:
+               extra_args: list[str] | None = None, supervise: bool = False) -> Iterator[RunningServer]:
     """tritonserver serving `repo` for the duration of the block.
 
     On free loopback ports unless `ports` (HTTP, gRPC, metrics) are given; ready before the block
     runs (a server that exits or never gets ready raises with its log's tail); stopped when the
     block ends, however it ends. `work_dir` keeps its log and prepared backend folder (a
-    temporary folder, removed afterwards, when None).
+    temporary folder, removed afterwards, when None). `supervise`: a stub supervisor thread
+    recovers models whose Python stub dies (shoprank.serving.supervisor).
     """
-    with _work_folder(work_dir) as folder:
+    with work_folder(work_dir, "shoprank-triton-") as folder:
         endpoints = Endpoints(host, *(ports or free_ports(3)))
         log_path = folder / "tritonserver.log"
+        key = admin.new_key(folder / "run")
         proc = start(Path(repo), endpoints, log_path=log_path, run_dir=folder / "run", extra_args=extra_args,
-                     model_control=model_control)
+                     model_control=model_control, admin_key=key)
+        watcher = Supervisor(proc.pid, endpoints.http, key).start() if supervise else None
         try:
-            yield RunningServer(endpoints, proc.pid, log_path)
+            yield RunningServer(endpoints, proc.pid, log_path, key, watcher)
         finally:
+            if watcher is not None:
+                watcher.stop()
             stop_process(proc)
-
-
-@contextmanager
-def _work_folder(folder: str | Path | None) -> Iterator[Path]:
-    if folder is not None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        yield Path(folder)
-        return
-    with tempfile.TemporaryDirectory(prefix="shoprank-triton-") as tmp:
-        yield Path(tmp)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
 
 
 # --- make serve / stop / status: one background server per checkout ---------------------------------
 def serve(repo: Path, endpoints: Endpoints) -> None:
-    if PID_FILE.exists() and _pid_alive(int(PID_FILE.read_text())):
+    if PID_FILE.exists() and pid_alive(int(PID_FILE.read_text())):
         print(f"tritonserver already running (pid {PID_FILE.read_text().strip()}); `make stop` first")
         return
-    LOG_FILE.unlink(missing_ok=True)
+    if LOG_FILE.exists():  # the last run's log stays readable beside the new one
+        LOG_FILE.replace(PREVIOUS_LOG_FILE)
     started = time.time()
-    proc = start(repo, endpoints)
+    key = admin.new_key(config.RUN_DIR)
+    proc = start(repo, endpoints, admin_key=key)
     PID_FILE.write_text(str(proc.pid))
+    watcher = _start_supervisor(proc.pid, endpoints)
     print(f"tritonserver ready in {time.time() - started:.1f} s (pid {proc.pid}, log {LOG_FILE})\n"
           f"  HTTP    http://{endpoints.http}  (KServe v2: /v2/models/{config.ENSEMBLE_MODEL}/infer)\n"
           f"  gRPC    {endpoints.grpc}\n"
-          f"  metrics {endpoints.metrics}")
+          f"  metrics {endpoints.metrics}\n"
+          f"  admin APIs closed: key in {admin.key_path()} (owner-only); stub supervisor pid {watcher}")
+
+
+def _start_supervisor(server_pid: int, endpoints: Endpoints) -> int:
+    command = [sys.executable, "-m", "shoprank.serving.supervisor", "--pid", str(server_pid),
+               "--http", endpoints.http, "--key-file", str(admin.key_path()), "--events", str(SUPERVISOR_EVENTS)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(config.PROJECT_ROOT),
+                                                                    os.environ.get("PYTHONPATH")])))
+    with open(LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                umask=admin.PRIVATE_UMASK)
+    SUPERVISOR_PID_FILE.write_text(str(proc.pid))
+    return proc.pid
 
 
 def stop() -> None:
+    """Stop the supervisor, then the server (in-flight requests finish); leave no pid file, key or
+    shared-memory region behind; keep the log."""
+    if SUPERVISOR_PID_FILE.exists():
+        terminate_pid(int(SUPERVISOR_PID_FILE.read_text()), timeout=5)
+        SUPERVISOR_PID_FILE.unlink(missing_ok=True)
     if not PID_FILE.exists():
         print("tritonserver not running (no pid file)")
+        admin.key_path().unlink(missing_ok=True)
         return
     pid = int(PID_FILE.read_text())
-    if _pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(80):
-            if not _pid_alive(pid):
-                break
-            time.sleep(0.25)
-        else:
-            os.killpg(pid, signal.SIGKILL)
+    regions = [s.shm_region for s in stubs(pid)]
+    terminate_pid(pid)
+    remove_shm_regions(regions)
     PID_FILE.unlink(missing_ok=True)
-    print(f"tritonserver stopped (pid {pid})")
+    admin.key_path().unlink(missing_ok=True)
+    print(f"tritonserver stopped (pid {pid}); log kept in {LOG_FILE}")

@@ -6,11 +6,17 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def server(repository, build_dir):
+def running_server(repository, build_dir):
+    """The shared server (a RunningServer: endpoints, pid, log, admin key)."""
     from shoprank.serving.server import run_triton
 
     with run_triton(repository, work_dir=build_dir / "triton") as running:
-        yield running.endpoints
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(running_server):
+    return running_server.endpoints
 
 
 @pytest.fixture(params=["grpc", "http"])
@@ -25,11 +31,12 @@ def client(request, server):
 @pytest.fixture(scope="module")
 def own_server(tiny_model, onnx_int8, tmp_path_factory):
     """A server of the module's own over a repository of its own: for tests that publish and
-    retire ranker versions (explicit model control), so the shared server stays as it was."""
+    retire ranker versions (explicit model control), so the shared server stays as it was.
+    Yields (repo, RunningServer): its admin key is what publishing needs."""
     from shoprank.serving.server import run_triton
     from shoprank.serving.triton.repository import build_repository
 
     work = tmp_path_factory.mktemp("own-server")
     repo = build_repository(tiny_model, onnx_int8, work / "model_repository", target="python")
     with run_triton(repo, work_dir=work) as running:
-        yield repo, running.endpoints
+        yield repo, running

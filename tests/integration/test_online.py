@@ -43,7 +43,8 @@ def test_publish_swaps_under_load_with_zero_failures_then_rollback(own_server, t
     """Clients hammer the server while version 2 (the FP32 engine; version 1 serves INT8) is
     published and loaded: no request fails, and every request sent after the load returned is
     answered by version 2, as its scores (FP32, bit-stable) prove."""
-    repo, endpoints = own_server
+    repo, running_server = own_server
+    endpoints, key = running_server.endpoints, running_server.admin_key
     groups = [(q, valid_pairs["text"].to_numpy()[idx].tolist()) for q, idx in query_groups(valid_pairs)
               if len(idx) >= 4]
     fp32, int8 = _reference(tiny_model, onnx_fp32), _reference(tiny_model, onnx_int8)
@@ -77,14 +78,16 @@ def test_publish_swaps_under_load_with_zero_failures_then_rollback(own_server, t
 
     with futures.ThreadPoolExecutor(6) as pool:
         running = [pool.submit(worker, p) for p in ["grpc", "http"] * 3]
-        time.sleep(1.0)
-        published_at = time.time()
-        version = publish_version(repo, onnx_fp32, tiny_model, {"note": "swap test"})
-        assert version == 2 and (repo / config.RANKER_MODEL / "2" / "model.py").exists()
-        activation = activate(endpoints.grpc, version, [(query, texts)])
-        loaded_at = time.time()
-        time.sleep(1.5)
-        stop.set()
+        try:
+            time.sleep(1.0)
+            published_at = time.time()
+            version = publish_version(repo, onnx_fp32, tiny_model, {"note": "swap test"})
+            assert version == 2 and (repo / config.RANKER_MODEL / "2" / "model.py").exists()
+            activation = activate(endpoints.grpc, version, [(query, texts)], admin_key=key)
+            loaded_at = time.time()
+            time.sleep(1.5)
+        finally:  # the workers stop however the swap ends
+            stop.set()
         for f in running:
             f.result()
     failures = [r for r in results if not r[2]]
@@ -109,7 +112,7 @@ def test_publish_swaps_under_load_with_zero_failures_then_rollback(own_server, t
     assert events[["position", "kind"]].values.tolist() == [[1, "click"]]
 
     # Rollback: version 2 is retired, version 1 (INT8) serves again, version numbers are not reused.
-    report = rollback(repo, endpoints.grpc, tiny_model)
+    report = rollback(repo, endpoints.grpc, tiny_model, admin_key=key)
     assert (report["retired"], report["serving_version"]) == (2, 1)
     assert versions(repo) == [1] and rolled_back_versions(repo) == [2]
     with RankClient(endpoints.grpc, "grpc") as client:
@@ -126,7 +129,8 @@ def test_publish_swaps_under_load_with_zero_failures_then_rollback(own_server, t
 def test_update_fine_tunes_gates_and_publishes(own_server, tiny_model, valid_pairs, tmp_path):
     """make update end to end on logged traffic (tiny model; the gate's margin is wide because the
     tiny model's NDCG is noise -- the gate itself is checked by refusing an impossible margin)."""
-    repo, endpoints = own_server
+    repo, running_server = own_server
+    endpoints, key = running_server.endpoints, running_server.admin_key
     db = tmp_path / "f.sqlite"
     train, _ = split_by_query(load_pairs(resolve_data("default")))
     rng = np.random.default_rng(1)
@@ -140,7 +144,7 @@ def test_update_fine_tunes_gates_and_publishes(own_server, tiny_model, valid_pai
                 if rng.random() < 0.5 / (position + 1):
                     client.record_event(hits.request_id, position, "click")
     serving = versions(repo)[-1]
-    cfg = UpdateConfig(repo=str(repo), feedback_db=str(db), url=endpoints.grpc, steps=3, batch_size=16,
+    cfg = UpdateConfig(repo=str(repo), feedback_db=str(db), url=endpoints.grpc, admin_key=key, steps=3, batch_size=16,
                               margin=-1.0, base_model=str(tiny_model), work_dir=str(tmp_path / "u1"), threads=2,
                               int8_max_drop=1.0)
     with pytest.raises(GateRefused, match="stays") as refused:

@@ -87,6 +87,7 @@ def test_huge_texts_are_truncated_not_rejected(client):
 BAD_REQUESTS = [
     ("empty query", "", ["drill"], 0, "QUERY is empty"),
     ("blank query", "   ", ["drill"], 0, "QUERY is empty"),
+    ("NUL-only query", "\x00", ["drill"], 0, "QUERY is empty"),
     ("no candidates", "drill", [], 0, "CANDIDATES is empty"),
     ("too many candidates", "drill", ["x"] * (config.MAX_CANDIDATES + 1), 0, "too many CANDIDATES"),
     ("invalid UTF-8 query", b"dr\xffill", ["drill"], 0, "QUERY is not valid UTF-8"),
@@ -132,8 +133,8 @@ def test_wrong_types_and_shapes_are_refused_by_the_contract(server, protocol):
 
 def test_concurrent_requests_are_batched_and_ranked_as_when_alone(server, valid_pairs):
     """The dynamic batcher merges concurrent requests into fewer ranker executions; each
-    request still gets its own ranking (INT8 activation scales depend on the merged batch,
-    so scores may move slightly, not the order of clearly different scores)."""
+    request still gets exactly its own scores (INT8 quantizes each row on its own:
+    tests/integration/test_isolation.py has the full check)."""
     import tritonclient.grpc as api
 
     groups = _groups(valid_pairs, count=24, min_size=3)
@@ -159,7 +160,7 @@ def test_concurrent_requests_are_batched_and_ranked_as_when_alone(server, valid_
     after = counts()
     for q, (_, scores) in results:
         ref_idx, ref_scores = alone[q]
-        np.testing.assert_allclose(np.sort(scores), np.sort(ref_scores), atol=2e-2)
+        np.testing.assert_allclose(np.sort(scores), np.sort(ref_scores), atol=1e-5)
     requests, executions = after[0] - before[0], after[1] - before[1]
     assert requests == len(groups) * 3
     assert executions < requests, f"no batching: {executions} executions for {requests} requests"

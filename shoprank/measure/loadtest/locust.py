@@ -20,6 +20,7 @@ from pathlib import Path
 from ... import config
 from ...data.requests import RequestPool
 from ...serving.client import RankClient
+from ...serving.processes import tail
 from ..fmt import fmt
 from .profiles import Profile, Targets
 from .server_stats import CpuMeter, format_cpu, format_metrics, scrape_metrics, summarize_metrics
@@ -131,7 +132,8 @@ class RunResult:
 
 
 def locust_command(profile: Profile, grpc_url: str, http_url: str, prefix: Path, html: Path,
-                   log: Path, seed: int) -> list[str]:
+                   log: Path, seed: int, options: Sequence[str] = ()) -> list[str]:
+    """options: more locustfile options (the soak's --bad-share, --request-log)."""
     classes = {"grpc": "GrpcRankUser", "http": "HttpRankUser"}
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "-u", str(profile.users), "-r", str(profile.spawn_rate), "--run-time", f"{math.ceil(profile.run_time_s)}s",
@@ -139,19 +141,20 @@ def locust_command(profile: Profile, grpc_url: str, http_url: str, prefix: Path,
             "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", "--logfile", str(log),
             "--grpc-url", grpc_url, "--http-url", http_url, "--top-k", str(profile.top_k),
             "--candidates", profile.candidates.spec, "--data", profile.data, "--think-time", str(profile.think_time_s),
-            "--seed", str(seed), *[classes[p] for p in profile.protocols]]
+            "--seed", str(seed), *options, *[classes[p] for p in profile.protocols]]
 
 
 def run_locust(profile: Profile, endpoints, out_dir: Path, name: str | None = None, server_pid: int | None = None,
-               seed: int = config.SEED, echo: bool = True) -> RunResult:
-    """One headless Locust run of the profile against the endpoints; reports under out_dir/name."""
+               seed: int = config.SEED, echo: bool = True, options: Sequence[str] = ()) -> RunResult:
+    """One headless Locust run of the profile against the endpoints; reports under out_dir/name.
+    options: more locustfile options (see locust_command)."""
     name = name or profile.name
     run_dir = Path(out_dir).resolve() / name
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a report must never mix two runs
     run_dir.mkdir(parents=True)
     prefix, html, log = run_dir / "locust", run_dir / "report.html", run_dir / "locust.log"
-    command = locust_command(profile, endpoints.grpc, endpoints.http, prefix, html, log, seed)
+    command = locust_command(profile, endpoints.grpc, endpoints.http, prefix, html, log, seed, options)
     (run_dir / "command.txt").write_text(shlex.join(command) + "\n")
 
     before_metrics = scrape_metrics(endpoints.metrics)
@@ -172,7 +175,7 @@ def run_locust(profile: Profile, endpoints, out_dir: Path, name: str | None = No
     stats_csv = Path(f"{prefix}_stats.csv")
     if not stats_csv.exists():
         raise RuntimeError(f"Locust wrote no stats (exit {code}); see {run_dir / 'locust.out'}:\n"
-                           + _tail(run_dir / "locust.out"))
+                           + tail(run_dir / "locust.out", 30))
     rows = read_stats_csv(stats_csv)
     result = RunResult(name, run_dir, profile.users, profile.run_time_s, rows, evaluate(rows, profile.targets),
                        cpu_use, summarize_metrics(before_metrics, after_metrics), code, wall,
@@ -194,13 +197,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
 
 
 def format_run(result: RunResult, profile: Profile) -> str:

@@ -184,3 +184,24 @@ def format_metrics(metrics: dict) -> str:
                      f"{fmt(m['rows_per_execution'], '.1f'):>10}{fmt(m['requests_per_execution'], '.2f'):>9}"
                      f"{fmt(m['queue_ms'], '.2f'):>9}{fmt(m['compute_ms'], '.2f'):>11}{fmt(m['request_ms'], '.2f'):>9}")
     return "\n".join(lines)
+
+
+def server_memory(pid: int) -> tuple[int, int] | None:
+    """(summed resident set size in bytes, process count) of a process and all its live
+    descendants: tritonserver and its Python backend stubs (one per model instance); None when
+    the process is gone. Shared pages are counted in every process that maps them."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    total, count = 0, 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+            count += 1
+        except psutil.NoSuchProcess:  # a stub that ended between listing and reading
+            pass
+    return total, count

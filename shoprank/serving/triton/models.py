@@ -15,6 +15,7 @@ import triton_python_backend_utils as pb_utils
 from ... import config
 from ...errors import RequestError
 from ..request import check_top_k, decode_request
+from .metrics import ModelMetrics
 
 
 def _parameters(args) -> dict:
@@ -45,6 +46,7 @@ class TokenizerModel:
     def initialize(self, args):
         from ..tokenizer import PairEncoder
 
+        self.metrics = ModelMetrics(args, errors=True, candidates=True)
         params = _parameters(args)
         self.max_candidates = int(params.get("max_candidates", config.MAX_CANDIDATES))
         # The Python-backend ranker cuts padding itself (OrtEngine's length chunks), so there
@@ -64,8 +66,10 @@ class TokenizerModel:
                                               _input(request, config.CANDIDATES).reshape(-1),
                                               self.max_candidates)
             except RequestError as exc:
+                self.metrics.error(exc)
                 responses.append(_invalid(exc))
                 continue
+            self.metrics.candidates(len(texts))
             batch = self.encoder.encode(query, texts)
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor(name, batch[name]) for name in config.ENGINE_INPUTS]))
@@ -79,6 +83,7 @@ class RankerModel:
     def initialize(self, args):
         from ..engine import OrtEngine
 
+        self.metrics = ModelMetrics(args)
         params = _parameters(args)
         engine_file = _version_dir(args) / params.get("engine_file", "model.onnx")
         spinning = params.get("engine_spinning", str(int(config.ENGINE_SPINNING))) == "1"
@@ -109,7 +114,7 @@ class SorterModel:
     """LOGITS [N, 1], TOP_K -> INDICES (best first), SCORES (click probability)."""
 
     def initialize(self, args):
-        pass
+        self.metrics = ModelMetrics(args, errors=True, scores=True)
 
     def execute(self, requests):
         from ..sorter import rank_logits
@@ -119,9 +124,12 @@ class SorterModel:
             try:
                 top_k = check_top_k(_input(request, config.TOP_K).reshape(-1))
             except RequestError as exc:
+                self.metrics.error(exc)
                 responses.append(_invalid(exc))
                 continue
-            indices, scores = rank_logits(_input(request, config.RANKER_LOGITS), top_k)
+            logits = _input(request, config.RANKER_LOGITS)
+            indices, scores = rank_logits(logits, top_k)
+            self.metrics.logits(logits)
             responses.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]))
         return responses

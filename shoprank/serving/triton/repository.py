@@ -37,6 +37,11 @@ def _maps(kind: str) -> str:
     return "\n".join(f'      {kind} {{ key: "{n}" value: "{n}" }}' for n in config.ENGINE_INPUTS)
 
 
+def _queue_policy(max_queue: int, timeout_us: int) -> str:
+    return (f"default_queue_policy {{ timeout_action: REJECT default_timeout_microseconds: {timeout_us} "
+            f"allow_timeout_override: true max_queue_size: {max_queue} }}")
+
+
 def _ranker_parts(target: str, threads: int, warmup_length: int) -> dict:
     if target == "python":
         engine_line, kind = 'backend: "python"', "KIND_CPU"
@@ -70,7 +75,10 @@ def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_L
         "scores": config.SCORES, "logits": config.RANKER_LOGITS, "engine_output": config.ENGINE_OUTPUT,
         "max_length": max_length, "max_candidates": config.MAX_CANDIDATES,
         "max_batch": max(config.RANKER_MAX_BATCH, config.MAX_CANDIDATES),
-        "queue_delay_us": config.RANKER_QUEUE_DELAY_US, "ranker_instances": ranker_instances,
+        "queue_delay_us": config.RANKER_QUEUE_DELAY_US, "preferred_batch": config.RANKER_PREFERRED_BATCH,
+        "ranker_instances": ranker_instances,
+        "tokenizer_queue_policy": _queue_policy(config.TOKENIZER_MAX_QUEUE, config.TOKENIZER_QUEUE_TIMEOUT_US),
+        "ranker_queue_policy": _queue_policy(config.RANKER_MAX_QUEUE, config.RANKER_QUEUE_TIMEOUT_US),
         "tokenizer_instances": tokenizer_instances,
         "engine_inputs_1d": _tensors("[ -1 ]"), "engine_inputs_2d": _tensors("[ -1, -1 ]"),
         "tokenizer_outputs": _maps("output_map"), "ranker_inputs": _maps("input_map"),

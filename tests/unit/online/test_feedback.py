@@ -14,7 +14,12 @@ import pytest
 from shoprank.online import feedback as fb
 from shoprank.online.collector import make_collector
 from shoprank.online.feedback import EVENT_KINDS, FeedbackStore, connect, read_frames
+from shoprank.online.pseudonym import pseudonym
 from shoprank.serving.client import Shown
+
+
+def store_pseudonym(store: FeedbackStore, user_id: str) -> str:
+    return pseudonym(user_id, store._pseudonym_key)
 
 
 def test_store_round_trip_schema_and_retention(tmp_path):
@@ -46,7 +51,7 @@ def test_store_round_trip_schema_and_retention(tmp_path):
     assert columns["events"] == ["id", "request_id", "ts", "position", "kind"]
     r1 = imps.set_index("request_id").loc["r1"]
     assert (r1["query"], r1["user_id"], r1["model_version"], r1["randomized"], r1["n_shown"]) == \
-        ("cordless drill", "s-1", "2", 1, 3)
+        ("cordless drill", store_pseudonym(store, "s-1"), "2", 1, 3)
     got = rows[rows["request_id"] == "r1"].sort_values("position")
     assert got[["position", "candidate_index", "text"]].values.tolist() == \
         [[0, 3, "DEWALT drill"], [1, 0, "drill bits"], [2, 1, "paint"]]
@@ -123,9 +128,34 @@ def test_http_collector_round_trip(tmp_path):
         assert post("/v1/impressions", {"query": "no id"})[0] == 400
         store.flush()
         imps, rows, events = store.frames()
-        assert imps["user_id"].tolist() == ["s9"] and rows["text"].tolist() == ["drill"]
+        assert imps["user_id"].tolist() == [store_pseudonym(store, "s9")] and rows["text"].tolist() == ["drill"]
         assert events["kind"].tolist() == ["purchase"]
     finally:
         httpd.shutdown()
         httpd.server_close()
         store.close()
+
+
+def test_user_ids_are_stored_as_keyed_pseudonyms_and_files_are_owner_only(tmp_path):
+    import os
+    import stat
+
+    email = "jane.doe@example.com"
+    key_a, key_b = tmp_path / "keys" / "a.key", tmp_path / "keys" / "b.key"
+    shown = [Shown(0, "drill", 0.5)]
+    with FeedbackStore(tmp_path / "a.sqlite", pseudonym_key_file=key_a) as a, \
+            FeedbackStore(tmp_path / "b.sqlite", pseudonym_key_file=key_b) as b:
+        for store in (a, b):
+            store.record_impression("r1", "drill", shown, user_id=email)
+            store.record_impression("r2", "drill", shown, user_id=email)
+            store.record_impression("r3", "drill", shown, user_id=None)
+            store.flush()
+        ids_a = a.frames()[0].set_index("request_id")["user_id"]
+        ids_b = b.frames()[0].set_index("request_id")["user_id"]
+    assert ids_a["r1"] == ids_a["r2"] != ids_b["r1"]  # stable per key, different across keys
+    assert ids_a["r1"].startswith("u_") and "jane" not in ids_a["r1"] and ids_a["r3"] is None
+    raw = (tmp_path / "a.sqlite").read_bytes() + (tmp_path / "a.sqlite-wal").read_bytes() \
+        if (tmp_path / "a.sqlite-wal").exists() else (tmp_path / "a.sqlite").read_bytes()
+    assert email.encode() not in raw
+    for path in (key_a, tmp_path / "a.sqlite"):
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, f"{path} is readable by others"

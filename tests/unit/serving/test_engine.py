@@ -31,6 +31,15 @@ def test_chunked_logits_equal_one_padded_call(tiny_model, onnx_fp32, valid_pairs
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
 
 
+def test_int8_chunked_logits_equal_one_padded_call(tiny_model, onnx_int8, valid_pairs):
+    """`make int8`'s engine quantizes each row on its own, so the grouping changes nothing."""
+    encoder = PairEncoder.from_dir(tiny_model, max_length=48, buckets=())
+    batch = encoder.encode("cordless drill", valid_pairs["text"].drop_duplicates().tolist()[:60])
+    whole = OrtEngine(onnx_int8, chunk_tokens=0).logits(batch)
+    for chunk_tokens in (64, 256):
+        np.testing.assert_allclose(OrtEngine(onnx_int8, chunk_tokens=chunk_tokens).logits(batch), whole, atol=1e-5)
+
+
 def test_empty_batch_gives_no_logits(onnx_fp32):
     empty = {name: np.zeros((0, 8), np.int32) for name in ("input_ids", "attention_mask", "token_type_ids")}
     assert OrtEngine(onnx_fp32).logits(empty).shape == (0,)

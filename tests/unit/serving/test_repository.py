@@ -50,3 +50,19 @@ def test_ensemble_wires_tokenizer_ranker_sorter():
 def test_unknown_target_is_refused():
     with pytest.raises(ValueError, match="unknown target"):
         render(config.RANKER_MODEL, "tpu")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_tokenizer_and_ranker_queues_are_bounded_and_refuse(target):
+    """Overload is shed at once: bounded queues, and a request that waited too long is refused."""
+    for name, size, timeout in ((config.TOKENIZER_MODEL, config.TOKENIZER_MAX_QUEUE, config.TOKENIZER_QUEUE_TIMEOUT_US),
+                                (config.RANKER_MODEL, config.RANKER_MAX_QUEUE, config.RANKER_QUEUE_TIMEOUT_US)):
+        policy = parse(render(name, target)).dynamic_batching.default_queue_policy
+        assert policy.max_queue_size == size > 0
+        assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+        assert policy.default_timeout_microseconds == timeout >= 0
+        assert policy.allow_timeout_override
+
+
+def test_requests_never_wait_in_the_ranker_queue_without_end():
+    assert config.RANKER_QUEUE_TIMEOUT_US > 0

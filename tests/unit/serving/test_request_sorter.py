@@ -29,6 +29,7 @@ def test_decode_request_accepts_utf8_and_str():
 @pytest.mark.parametrize("query,candidates,message", [
     ([b""], [b"a"], "QUERY is empty"),
     ([b" \t"], [b"a"], "QUERY is empty"),
+    ([b"\x00\x00"], [b"a"], "QUERY is empty"),
     ([b"a", b"b"], [b"a"], "exactly one"),
     ([b"q"], [], "CANDIDATES is empty"),
     ([b"q"], [b"a"] * (config.MAX_CANDIDATES + 1), "too many CANDIDATES: 1001 > 1000"),

@@ -64,7 +64,7 @@ def test_int8_float_layers_leave_those_matmuls_in_fp32(tiny_model, onnx_fp32, tm
     # stay float in every layer with dynamic quantization anyway.
     weights = ("query", "key", "value", "dense")
     weight_mm = [n.name for n in nodes if n.op_type == "MatMul" and any(w in n.name for w in weights)]
-    int8_mm = [n.name for n in nodes if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    int8_mm = [n.name for n in nodes if n.op_type in ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")]
     assert weight_mm and all("layer.0/" in n for n in weight_mm if "layer." in n)
     assert any("layer.1/" in n for n in int8_mm) and not any("layer.0/" in n for n in int8_mm)
     with pytest.raises(BuildError, match="no MatMul of encoder layers"):

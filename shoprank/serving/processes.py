@@ -1,0 +1,91 @@
+"""The child processes the project runs beside its code (tritonserver, nginx, Prometheus): one
+way to give each a work folder, wait until it answers, read its log's tail and stop it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def work_folder(folder: str | Path | None, prefix: str) -> Iterator[Path]:
+    """`folder` (made if missing, kept afterwards), or a temporary one removed afterwards."""
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        yield Path(folder).resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen | None, log_path: Path,
+               timeout: float, interval: float = 0.25) -> None:
+    """Poll `ready` until it holds; raise with the log's tail if `proc` exits or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting; log:\n{tail(log_path)}")
+        if ready():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s; log:\n{tail(log_path)}")
+
+
+def _kill_group_or_process(pid: int) -> None:
+    try:
+        if os.getpgid(pid) == pid:  # started in a session of its own: take its children with it
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass  # gone meanwhile
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM (the process finishes what it is doing), then SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group_or_process(proc.pid)
+            proc.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs: our own exited child is reaped and counts as gone; a process started
+    by an earlier command (`make serve`'s) is checked with signal 0."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def terminate_pid(pid: int, timeout: float = 20) -> None:
+    """stop_process for a process known only by its pid (a pid file's)."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.25)
+    if pid_alive(pid):
+        _kill_group_or_process(pid)
