@@ -99,7 +99,7 @@ RANKER_MAX_QUEUE = _env("RANKER_MAX_QUEUE", 8)
 # what an accepted request waits for under overload. The engine scores in ENGINE_CHUNK_TOKENS
 # chunks anyway, so bigger merges save only per-call overhead.
 RANKER_PREFERRED_BATCH = _env("RANKER_PREFERRED_BATCH", 256)
-RANKER_QUEUE_TIMEOUT_US = _env("RANKER_QUEUE_TIMEOUT_US", 1_000_000)
+RANKER_QUEUE_TIMEOUT_US = _env("RANKER_QUEUE_TIMEOUT_US", 2_000_000)
 
 # --- Server ------------------------------------------------------------------------------------
 HOST = _env("HOST", "127.0.0.1")
