@@ -7,9 +7,12 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .. import config
 
 
 @contextmanager
@@ -28,6 +31,22 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def answers_ok(url: str, timeout: float = 2) -> bool:
+    """Whether a GET of `url` answers 200 (a readiness endpoint); False for any error."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def with_project_on_path(env: dict) -> dict:
+    """`env` with the checkout first on PYTHONPATH: processes we start (the Triton stubs, the
+    supervisor) import shoprank from this checkout."""
+    path = os.pathsep.join(filter(None, [str(config.PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path}
 
 
 def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen | None, log_path: Path,

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from pathlib import Path
 
 from .. import config
 from . import admin, processes
-from .processes import pid_alive, terminate_pid, wait_until, work_folder
+from .processes import answers_ok, pid_alive, terminate_pid, wait_until, with_project_on_path, work_folder
 from .supervisor import Supervisor, make_shm_private, remove_shm_regions, stubs
 
 PID_FILE = config.RUN_DIR / "tritonserver.pid"
@@ -91,9 +90,8 @@ def _wheel_triton() -> Path | None:
 
 def server_command_and_env(run_dir: Path = config.RUN_DIR) -> tuple[list[str], dict]:
     """The tritonserver binary (plus --backend-directory for the wheel) and its environment."""
-    env = dict(os.environ)
     # The Python models import shoprank; the stub must run this interpreter's packages.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(config.PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env = with_project_on_path(dict(os.environ))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     on_path = shutil.which("tritonserver", path=env["PATH"])
     if on_path and os.environ.get("SHOPRANK_USE_WHEEL_TRITON") != "1":
@@ -163,11 +161,7 @@ def _model_control_args(mode: str, extra_args: list[str]) -> list[str]:
 
 
 def is_ready(endpoints: Endpoints) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{endpoints.http}/v2/health/ready", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+    return answers_ok(f"http://{endpoints.http}/v2/health/ready")
 
 
 def wait_ready(endpoints: Endpoints, proc: subprocess.Popen | None = None, log_path: Path = LOG_FILE,
@@ -242,8 +236,7 @@ def serve(repo: Path, endpoints: Endpoints) -> None:
 def _start_supervisor(server_pid: int, endpoints: Endpoints) -> int:
     command = [sys.executable, "-m", "shoprank.serving.supervisor", "--pid", str(server_pid),
                "--http", endpoints.http, "--key-file", str(admin.key_path()), "--events", str(SUPERVISOR_EVENTS)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(config.PROJECT_ROOT),
-                                                                    os.environ.get("PYTHONPATH")])))
+    env = with_project_on_path(dict(os.environ))
     with open(LOG_FILE, "ab") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 umask=admin.PRIVATE_UMASK)

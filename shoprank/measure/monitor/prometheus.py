@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from string import Template
 
 from ... import config
 from ...serving import server as triton_server
-from ...serving.processes import pid_alive, stop_process, terminate_pid, wait_until, work_folder
+from ...serving.processes import answers_ok, pid_alive, stop_process, terminate_pid, wait_until, work_folder
 from ...serving.server import Endpoints, free_ports
 
 MONITORING_DIR = config.PROJECT_ROOT / "monitoring"
@@ -105,11 +104,7 @@ def start(config_path: Path, data_dir: Path, host: str, port: int, log_path: Pat
 
 
 def is_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
+    return answers_ok(f"{url}/-/ready")
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = START_TIMEOUT_S) -> None:
