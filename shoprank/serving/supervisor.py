@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from .admin import ADMIN_HEADER
 
 STUB_BINARY = "triton_python_backend_stub"
@@ -36,39 +38,28 @@ class Stub:
     shm_region: str
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a zombie is dead, only not yet reaped
+    except psutil.NoSuchProcess:
         return False
-    return state not in ("Z", "X")  # a zombie is dead, only not yet reaped
 
 
 def stubs(server_pid: int) -> list[Stub]:
     """The live Python-backend stubs of a server: their model (from the model.py path they run)
     and their shared-memory region."""
+    try:
+        children = psutil.Process(server_pid).children()
+    except psutil.NoSuchProcess:
+        return []
     found = []
-    for pid in _children(server_pid):
-        args = _cmdline(pid)
-        if len(args) > 2 and Path(args[0]).name == STUB_BINARY and _alive(pid):
-            found.append(Stub(pid, Path(args[1]).parent.parent.name, args[2]))
+    for child in children:
+        try:
+            args = child.cmdline()  # a zombie has none: psutil raises ZombieProcess, a NoSuchProcess
+        except psutil.NoSuchProcess:
+            continue
+        if len(args) > 2 and Path(args[0]).name == STUB_BINARY:
+            found.append(Stub(child.pid, Path(args[1]).parent.parent.name, args[2]))
     return found
 
 
