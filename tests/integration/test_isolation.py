@@ -12,6 +12,7 @@ import numpy as np
 from shoprank import config
 from shoprank.data.requests import RequestPool
 from shoprank.errors import RankError
+from shoprank.measure.loadtest.overload import is_overloaded
 from shoprank.serving.client import RankClient
 
 CLIENTS = 8
@@ -46,8 +47,8 @@ def _answer(client: RankClient, query: str, texts: list[str]) -> tuple[np.ndarra
     for attempt in range(RETRIES):
         try:
             return client.infer_raw(query, texts, 0)
-        except RankError:
-            if attempt == RETRIES - 1:
+        except RankError as exc:
+            if attempt == RETRIES - 1 or not is_overloaded(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
 

@@ -24,11 +24,9 @@ OVERLOADED_MARKS = ("Exceeds maximum queue size", "Request timeout expired")
 
 
 def is_overloaded(exc: Exception) -> bool:
-    """Triton's refusal of a request its bounded queues cannot take."""
-    status = str(getattr(exc, "status", lambda: "")() or "")
-    text = str(exc)
-    return any(m in text for m in OVERLOADED_MARKS) and ("UNAVAILABLE" in status or "503" in status
-                                                          or status == "")
+    """Triton's refusal of a request its bounded queues cannot take (RankClient's RankError
+    carries Triton's message, not its status code)."""
+    return any(mark in str(exc) for mark in OVERLOADED_MARKS)
 
 
 @dataclass
