@@ -94,11 +94,6 @@ TOKENIZER_INSTANCES = _env("TOKENIZER_INSTANCES", 1)
 TOKENIZER_MAX_QUEUE = _env("TOKENIZER_MAX_QUEUE", 8)
 TOKENIZER_QUEUE_TIMEOUT_US = _env("TOKENIZER_QUEUE_TIMEOUT_US", 0)  # 0: none; its queue is short and fast
 RANKER_MAX_QUEUE = _env("RANKER_MAX_QUEUE", 8)
-# Rows the batcher aims at per ranker execution: a request of up to RANKER_MAX_BATCH rows still
-# runs whole, but queued requests are not merged into executions beyond this, which bounds
-# what an accepted request waits for under overload. The engine scores in ENGINE_CHUNK_TOKENS
-# chunks anyway, so bigger merges save only per-call overhead.
-RANKER_PREFERRED_BATCH = _env("RANKER_PREFERRED_BATCH", 256)
 RANKER_QUEUE_TIMEOUT_US = _env("RANKER_QUEUE_TIMEOUT_US", 2_000_000)
 
 # --- Server ------------------------------------------------------------------------------------
