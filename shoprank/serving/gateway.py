@@ -14,12 +14,14 @@ and its metrics port is not proxied.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import resource
 import shutil
 import socket
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -105,7 +107,7 @@ def render_config(upstream: Endpoints, public: Endpoints, work_dir: Path, limits
         "error_log": Path(error_log or work_dir / "error.log").resolve(),
         "open_files": min(open_files, max_connections + SPARE_FILES),
         "max_connections": max_connections,
-        "temp_dir": (work_dir / "temp").resolve(),
+        "temp_dir": temp_dir(work_dir),
         "max_body_bytes": limits.max_body_bytes,
         "header_timeout_s": limits.header_timeout_s,
         "body_timeout_s": limits.body_timeout_s,
@@ -126,19 +128,22 @@ def render_config(upstream: Endpoints, public: Endpoints, work_dir: Path, limits
     return render_template(TEMPLATE.read_text(), values)
 
 
-def _prepare(work_dir: Path) -> None:
-    """Folders nginx writes to. Run as root, nginx's workers become `nobody`, who must be able to
-    reach the folder where request bodies are spooled to disk."""
-    temp = work_dir / "temp"
-    temp.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return
-    for folder in (work_dir, temp):
-        folder.chmod(folder.stat().st_mode | 0o011)  # ours: let the workers pass through
-    for parent in work_dir.parents:
-        if not parent.stat().st_mode & 0o001:
-            raise ValueError(f"gateway work folder {work_dir} is below {parent}, which nginx's workers (user "
-                             "nobody) may not enter: give a work folder whose parents others may enter, or none")
+def temp_dir(work_dir: Path) -> Path:
+    """Where nginx spools request bodies: the work folder's temp/, made if missing. Run as root,
+    nginx's workers become `nobody`, who must reach it; when a parent of the work folder is
+    closed to others (a checkout in a 0700 folder), a folder of /tmp named after the work folder
+    is used instead (mode 711: others may pass, not list)."""
+    temp = Path(work_dir).resolve() / "temp"
+    ours = [temp, temp.parent]
+    if os.geteuid() == 0 and not all(p.stat().st_mode & 0o001 for p in temp.parent.parents):
+        digest = hashlib.sha256(str(temp).encode()).hexdigest()[:12]
+        temp = Path(tempfile.gettempdir()) / f"shoprank-gateway-{digest}"
+        ours = [temp]
+    temp.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if os.geteuid() == 0:
+        for folder in ours:
+            folder.chmod(folder.stat().st_mode | 0o011)  # let the workers pass through
+    return temp
 
 
 def start(upstream: Endpoints, public: Endpoints, work_dir: Path = WORK_DIR, limits: Limits | None = None,
@@ -148,7 +153,6 @@ def start(upstream: Endpoints, public: Endpoints, work_dir: Path = WORK_DIR, lim
     if nginx is None:
         raise RuntimeError("no nginx: install it with `make system` (Debian package nginx-light)")
     work_dir = Path(work_dir).resolve()
-    _prepare(work_dir)
     log_path = Path(log_path or work_dir / "error.log").resolve()
     conf = work_dir / "nginx.conf"
     conf.write_text(render_config(upstream, public, work_dir, limits, pid_file, log_path))
