@@ -101,6 +101,7 @@ class Supervisor:
         self._instances: dict[str, int] = {}   # model -> python stubs its config asks for
         self._known: dict[int, Stub] = {}
         self._short: dict[str, int] = {}       # model -> consecutive polls with too few stubs
+        self._unloaded: set[str] = set()       # models this supervisor unloaded and has not loaded yet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -137,6 +138,9 @@ class Supervisor:
             ready = self._ready_models()
         except (OSError, ValueError):
             return []  # the server is busy starting or stopping: nothing to judge
+        for model in sorted(self._unloaded - ready):  # a load that failed after our unload: again
+            self._call("POST", f"/v2/repository/models/{model}/load")
+            self._unloaded.discard(model)
         recovered = []
         for model in sorted(ready):
             short = counts.get(model, 0) < self._python_instances(model)
@@ -150,8 +154,10 @@ class Supervisor:
         started = time.time()
         dead = [s for pid, s in self._known.items() if pid not in live_pids and s.model == model]
         self._call("POST", f"/v2/repository/models/{model}/unload")
+        self._unloaded.add(model)  # from here on the model must come back, even if this load fails
         regions = remove_shm_regions([s.shm_region for s in dead])
         self._call("POST", f"/v2/repository/models/{model}/load")
+        self._unloaded.discard(model)
         for stub in dead:
             self._known.pop(stub.pid, None)
         self._instances.pop(model, None)
