@@ -9,6 +9,7 @@ SHOPRANK    := $(VENV)/bin/shoprank
 ARTIFACTS   ?= artifacts
 MODEL       ?= $(ARTIFACTS)/model
 DATA        ?= default
+COLUMNS     ?=
 BASE_MODEL  ?=
 EPOCHS      ?= 1
 MAX_LENGTH  ?= 64
@@ -67,9 +68,9 @@ system:  ## Debian packages the tests use (prometheus, promtool, nginx); install
 data: venv  ## write the synthetic default data (data/default/clicks.csv)
 	$(SHOPRANK) data
 
-finetune: venv  ## fine-tune the cross-encoder (DATA=, BASE_MODEL=, EPOCHS=, MAX_LENGTH=) -> $(MODEL)
+finetune: venv  ## fine-tune the cross-encoder (DATA=, COLUMNS=, BASE_MODEL=, EPOCHS=, MAX_LENGTH=) -> $(MODEL)
 	$(SHOPRANK) finetune --data "$(DATA)" --out-dir "$(MODEL)" --epochs $(EPOCHS) --max-length $(MAX_LENGTH) \
-		$(if $(BASE_MODEL),--base-model "$(BASE_MODEL)")
+		$(if $(BASE_MODEL),--base-model "$(BASE_MODEL)") $(if $(COLUMNS),--columns "$(COLUMNS)")
 
 onnx: venv  ## export $(MODEL) to ONNX FP32, checked against PyTorch
 	$(SHOPRANK) onnx --model "$(MODEL)" --out "$(ONNX_DIR)/model.fp32.onnx"
@@ -134,12 +135,13 @@ rollback: venv  ## return the ranker to its previous version, live
 simulate: venv  ## simulated shoppers: rounds of serve -> log -> update -> swap -> reports/online_learning.png
 	$(SHOPRANK) simulate $(SIMULATE_ARGS)
 
-eval: venv  ## quality of every variant + baselines on validation queries (MODEL=, DATA=, SPLIT=valid|all, GRPC=) -> reports/quality.md
+eval: venv  ## quality of every variant + baselines on validation queries (MODEL=, DATA=, COLUMNS=, SPLIT=valid|all, GRPC=) -> reports/quality.md
 	$(SHOPRANK) eval --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" --split $(SPLIT) \
-		$(if $(filter command line environment,$(origin DATA)),--data "$(DATA)") $(if $(GRPC),--grpc "$(GRPC)") $(EVAL_ARGS)
+		$(if $(filter command line environment,$(origin DATA)),--data "$(DATA)") $(if $(COLUMNS),--columns "$(COLUMNS)") \
+		$(if $(GRPC),--grpc "$(GRPC)") $(EVAL_ARGS)
 
 recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~20 min on 2 idle cores) -> $(MODEL) + training.png
-	SHOPRANK="$(SHOPRANK)" scripts/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
+	SHOPRANK="$(SHOPRANK)" COLUMNS="$(COLUMNS)" scripts/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
 
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
 	$(SHOPRANK) compare $(MODELS)

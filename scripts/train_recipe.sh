@@ -11,14 +11,15 @@
 #                   the withheld queries, picks the stopping point
 # Its measured cost and result, and the other settings tried: docs/quality.md.
 # THREADS=1 when other jobs share the cores: two threads fighting for busy cores ran 5-10x slower.
-# Usage: scripts/train_recipe.sh [OUT_DIR] [DATA]   (env: EPOCHS, LR, MAX_LENGTH, BATCH, THREADS, GROUP_BY_LENGTH, PAIRWISE, LOSS, SHOPRANK)
+# Usage: scripts/train_recipe.sh [OUT_DIR] [DATA]   (env: EPOCHS, LR, MAX_LENGTH, BATCH, THREADS, GROUP_BY_LENGTH, PAIRWISE, LOSS, SHOPRANK,
+#        COLUMNS: another file's columns, docs/data.md; default the homedepot mapping)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-artifacts/model}
 DATA=${2:-../shared/data/homedepot_relevance.csv}
 SHOPRANK=${SHOPRANK:-.venv/bin/shoprank}
 start=$(date +%s)
-"$SHOPRANK" finetune --data "$DATA" --mapping homedepot --out-dir "$OUT" \
+"$SHOPRANK" finetune --data "$DATA" --mapping "${COLUMNS:-homedepot}" --out-dir "$OUT" \
     --epochs "${EPOCHS:-1}" --lr "${LR:-8e-5}" --max-length "${MAX_LENGTH:-48}" \
     --batch-size "${BATCH:-32}" --warmup 0.1 --evals-per-epoch 3 --threads "${THREADS:-2}" \
     --group-by-length "${GROUP_BY_LENGTH:-0}" --pairwise-weight "${PAIRWISE:-0}" --loss "${LOSS:-mse}"

@@ -6,6 +6,17 @@ line maps them to exit codes) and let anything else surface as the bug it is.
 from __future__ import annotations
 
 
+class DataError(ValueError):
+    """A judgments file or column mapping the user must fix: a missing or unreadable file, an
+    unknown file type, columns not in the file, a label that does not fit its kind, no rows, a bad
+    COLUMNS spec. One line that names the file, row or part to fix; the command line prints it as
+    `shoprank COMMAND: message` and exits 2, no traceback."""
+
+
+class DataFileMissing(DataError, FileNotFoundError):
+    """The judgments file named by DATA= / --data (or a model card) does not exist."""
+
+
 class RequestError(ValueError):
     """A bad rank request: reported to the client as INVALID_ARG, and the server keeps serving."""
 

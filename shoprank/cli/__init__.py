@@ -2,11 +2,18 @@
 
     shoprank --help            the commands
     shoprank COMMAND --help    one command's options
+
+A mistake in what the user gave (errors.DataError: a data file that is missing, unreadable or
+empty, columns not in it, a label that does not fit, a bad COLUMNS spec) ends any command with one
+line on stderr, `shoprank COMMAND: message`, and exit status 2, as argparse's own usage errors
+do. Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import importlib
 import sys
+
+from ..errors import DataError
 
 # command: (module in shoprank.cli, function, what it does)
 COMMANDS = {
@@ -61,4 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     module, function, _ = COMMANDS[name]
     # Imported on demand: `shoprank stop` should not pay for importing torch.
     command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
-    return int(command(rest) or 0)
+    try:
+        return int(command(rest) or 0)
+    except DataError as exc:
+        print(f"shoprank {name}: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # one line
+        return 2

@@ -1,7 +1,8 @@
 """Build commands: data, finetune, onnx, int8, qdq, engine, distill, repository, plot-training.
 
 Exit codes: 0 done; 1 the step failed (a parity check, a missing input); 2 refused by the
-quality gate; 3 (engine) TensorRT or the GPU is missing here.
+quality gate, or a mistake in the data given (errors.DataError: one line from shoprank.cli.main);
+3 (engine) TensorRT or the GPU is missing here.
 """
 from __future__ import annotations
 
@@ -26,7 +27,14 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")  # bool("0") is True: parse the words
 
 
+MAPPING_HELP = ("how the file's columns and labels are read: 'auto' (a ready mapping detected from the "
+                "columns), homedepot, esci, wands, clicks, or your own columns as "
+                "query:COL,text:COL[+COL],label:COL[,kind:binary|graded:LOW:HIGH|classes:A<B<C][,relevant:V] "
+                "(docs/data.md)")
+
+
 def finetune(argv: list[str]) -> int:
+    from ..data.mappings import get_mapping
     from ..training.finetune import TrainConfig
     from ..training.finetune import finetune as run
 
@@ -34,8 +42,12 @@ def finetune(argv: list[str]) -> int:
     for name, value in asdict(TrainConfig()).items():
         if name != "extra":
             kind = _flag if isinstance(value, bool) else (type(value) if value is not None else str)
-            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
+            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value,
+                                help=MAPPING_HELP if name == "mapping" else None)
+    # COLUMNS= in the Makefile: the same value as --mapping, which the model card records as given.
+    parser.add_argument("--columns", dest="mapping", default=argparse.SUPPRESS, help="the same as --mapping")
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
+    get_mapping(cfg.mapping)  # a bad spec stops here, before any weights load
     summary = run(cfg)
     best = summary["best"]
     print(f"fine-tuned in {summary['train_seconds']} s on {summary['train_pairs']} pairs "

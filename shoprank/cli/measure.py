@@ -12,6 +12,10 @@ from pathlib import Path
 from .. import config
 from .common import add_server_args, endpoints
 
+COLUMNS_HELP = ("how --data's columns and labels are read (COLUMNS=): a ready mapping's name, or "
+                "query:COL,text:COL[+COL],label:COL[,kind:...][,relevant:...] (docs/data.md); "
+                "default: the model card's mapping for its own data, detected for another file")
+
 
 def evaluate(argv: list[str]) -> int:
     """`make eval`: NDCG@10, MRR, P@5, AUC and RMSE of every variant (PyTorch, ONNX, INT8, QDQ,
@@ -25,6 +29,7 @@ def evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="shoprank eval", description=evaluate.__doc__)
     p.add_argument("--model", default=str(config.MODEL_DIR))
     p.add_argument("--data", default="", help="judgments file, 'shared' or 'default' (default: the model's own data)")
+    p.add_argument("--columns", default="", help=COLUMNS_HELP)
     p.add_argument("--split", default="valid", choices=["valid", "all"],
                    help="valid: the model's query-split validation part; all: every row (a withheld file)")
     p.add_argument("--onnx-dir", default=str(config.ONNX_DIR))
@@ -50,7 +55,7 @@ def evaluate(argv: list[str]) -> int:
     ports = tuple(int(x) for x in args.ports.split(",")) if args.ports else None
     if ports is not None and len(ports) != 3:
         p.error("--ports needs three ports: http,grpc,metrics")
-    df = model_pairs(args.model, args.split, args.data or None, args.limit_queries)
+    df = model_pairs(args.model, args.split, args.data or None, args.limit_queries, args.columns or None)
     table = evaluate_model(
         args.model, df, onnx_dir=args.onnx_dir, plan_dir=args.plan_dir, grpc_url=args.grpc or None,
         served_engine=args.served_engine, ports=ports, base_model=args.base_model, serve=not args.no_serve,
@@ -97,6 +102,7 @@ def compare(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="shoprank compare", description=compare.__doc__)
     p.add_argument("models", nargs="+", help="model folders; the first is the reference")
     p.add_argument("--data", default="", help="judgments file, 'shared' or 'default' (default: the first model's data)")
+    p.add_argument("--columns", default="", help=COLUMNS_HELP)
     p.add_argument("--split", default="valid", choices=["valid", "all"])
     p.add_argument("--limit-queries", type=int, default=0)
     p.add_argument("--json", default="", help="also write the results here")
@@ -106,7 +112,7 @@ def compare(argv: list[str]) -> int:
         if problem:
             print(problem, file=sys.stderr)
             return 2
-    df = model_pairs(args.models[0], args.split, args.data or None, args.limit_queries)
+    df = model_pairs(args.models[0], args.split, args.data or None, args.limit_queries, args.columns or None)
     print(f"{df['query'].nunique()} queries, {len(df)} pairs ({args.split} split of {df.attrs['source']})")
     results = compare_models(args.models, df)
     print()

@@ -9,7 +9,9 @@ Every loader result has exactly these columns, whatever the source:
     relevant  bool     gain >= the mapping's threshold (for MRR, precision, AUC)
 
 and `df.attrs` holds "mapping", "max_gain", "relevant_gain" and "source". The mappings from
-each source's columns are in shoprank.data.mappings.
+each source's columns are in shoprank.data.mappings, a user's own columns (a COLUMNS spec) too.
+Every problem with the file itself (missing, unreadable, unknown type, empty, columns not found,
+a label that does not fit) raises errors.DataError: one line naming the file and what to fix.
 """
 from __future__ import annotations
 
@@ -20,51 +22,86 @@ import numpy as np
 import pandas as pd
 
 from .. import config
+from ..errors import DataError, DataFileMissing
 from . import synthetic
-from .mappings import MAPPINGS, Mapping
+from .mappings import KINDS, MAPPINGS, Mapping, get_mapping, guess_columns, is_spec
 
 COLUMNS = ["query", "text", "label", "gain", "relevant"]
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
+
+
+def _file_kind(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in _COMPRESSED]
+    return suffixes[-1] if suffixes else ""
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".xz", ".zip")]
-    kind = suffixes[-1] if suffixes else ""
-    if kind in (".csv", ".tsv"):
-        # Every column as str, and "NA"/"null"/"none" stay text: they are real queries.
-        # WANDS ships tab-separated files named .csv, so the header line decides the separator.
-        sep = "\t" if kind == ".tsv" else ","
-        if kind == ".csv" and not path.name.endswith((".gz", ".bz2", ".xz", ".zip")):
-            with open(path, encoding="utf-8") as f:
-                header = f.readline()
-            if "\t" in header and "," not in header:
-                sep = "\t"
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    if kind in (".jsonl", ".ndjson", ".json"):
-        return pd.read_json(path, lines=kind != ".json", dtype=False)
-    if kind in (".parquet", ".pq"):
+    kind = _file_kind(path)
+    if kind not in (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
+        raise DataError(f"{path}: unknown file type {kind or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
+    if not path.is_file():
+        raise DataFileMissing(f"data file {path} not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        if kind in (".csv", ".tsv"):
+            # Every column as str, and "NA"/"null"/"none" stay text: they are real queries.
+            # WANDS ships tab-separated files named .csv, so the header line decides the separator.
+            sep = "\t" if kind == ".tsv" else ","
+            if kind == ".csv" and not path.name.endswith(_COMPRESSED):
+                with open(path, encoding="utf-8") as f:
+                    header = f.readline()
+                if "\t" in header and "," not in header:
+                    sep = "\t"
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        if kind in (".jsonl", ".ndjson", ".json"):
+            return pd.read_json(path, lines=kind != ".json", dtype=False)
         return pd.read_parquet(path)
-    raise ValueError(f"{path}: unknown file type {kind or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header line)") from None
+    except ValueError as exc:  # pandas' parser, JSON, Parquet (ArrowInvalid) and UTF-8 decoding errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read it as {kind[1:]}: {first}") from None
+
+
+def _columns_hint(raw: pd.DataFrame) -> str:
+    return (f"the file's columns: {', '.join(map(str, raw.columns))}; name yours with "
+            f"COLUMNS=\"{guess_columns(list(raw.columns))}\" (--columns; docs/data.md)")
 
 
 def _pick_mapping(raw: pd.DataFrame, mapping: str | Mapping, path: Path) -> Mapping:
-    if isinstance(mapping, Mapping):
-        chosen = mapping
-    elif mapping == "auto":
+    chosen = get_mapping(mapping)
+    if chosen is None:  # "auto"
         fits = [m for m in MAPPINGS.values() if all(c in raw.columns for c in m.columns)]
         if not fits:
-            wanted = "; ".join(f"{m.name}: {', '.join(m.columns)}" for m in MAPPINGS.values())
-            raise ValueError(f"{path}: no mapping fits columns {list(raw.columns)}; "
-                             f"known mappings need ({wanted})")
+            raise DataError(f"{path}: no mapping fits its columns (ready: {', '.join(MAPPINGS)}); "
+                            + _columns_hint(raw))
         chosen = fits[0]  # the ready mappings' column sets are disjoint, so at most one fits
-    elif mapping in MAPPINGS:
-        chosen = MAPPINGS[mapping]
-    else:
-        raise ValueError(f"unknown mapping {mapping!r}; known: {', '.join(MAPPINGS)} or 'auto'")
     missing = [c for c in chosen.columns if c not in raw.columns]
     if missing:
-        raise ValueError(f"{path}: mapping {chosen.name!r} needs columns {missing} "
-                         f"missing from {list(raw.columns)}")
+        which = "COLUMNS names" if is_spec(chosen.name) else f"mapping {chosen.name!r} needs columns"
+        raise DataError(f"{path}: {which} {missing} not in the file; " + _columns_hint(raw))
     return chosen
+
+
+def _where(path: Path, raw_label: pd.Series, value: object) -> str:
+    """'line N' (CSV, JSON lines) or 'row N' of the first row whose label is `value`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        hits = raw_label.index[raw_label.isna().to_numpy()]
+    else:
+        try:
+            hits = raw_label.index[(raw_label == value).to_numpy(dtype=bool)]
+        except (TypeError, ValueError):
+            hits = []
+    if len(hits) == 0:
+        return "a row"
+    i = int(hits[0])  # the position in the file: the raw frame's index is 0..n-1
+    kind = _file_kind(path)
+    if kind in (".csv", ".tsv"):
+        return f"line {i + 2}"  # the header is line 1
+    if kind in (".jsonl", ".ndjson"):
+        return f"line {i + 1}"
+    return f"row {i + 1}"
 
 
 def _clean_text(col: pd.Series) -> pd.Series:
@@ -74,13 +111,16 @@ def _clean_text(col: pd.Series) -> pd.Series:
 def load_pairs(path: str | Path, mapping: str | Mapping = "auto") -> pd.DataFrame:
     """Read a judgments file into the query/text/label/gain/relevant frame (see module doc).
 
-    `mapping` is "auto" (detected from the columns), a name in MAPPINGS or a Mapping.
-    Rows with an empty query or text are dropped; an unmappable label raises ValueError.
+    `mapping` is "auto" (detected from the columns), a name in MAPPINGS, a COLUMNS spec
+    (mappings.parse_columns) or a Mapping. Rows with an empty query or text are dropped; a
+    label that does not fit, like every other problem with the file, raises errors.DataError.
     The index is 0..n-1, so positions in score arrays match rows.
     """
     path = Path(path)
     raw = _read_table(path)
     m = _pick_mapping(raw, mapping, path)
+    if len(raw) == 0:
+        raise DataError(f"{path}: no rows" + (", only the header" if _file_kind(path) in (".csv", ".tsv") else ""))
 
     query = _clean_text(raw[m.query])
     parts = [_clean_text(raw[c]) for c in m.text_columns]
@@ -89,18 +129,25 @@ def load_pairs(path: str | Path, mapping: str | Mapping = "auto") -> pd.DataFram
         # Join without doubled spaces when one of the columns is empty.
         text = (text + " " + part).str.strip()
     keep = (query != "") & (text != "")
+    if not keep.any():
+        raise DataError(f"{path}: no row has both a query ({m.query}) and a product text "
+                        f"({'+'.join(m.text_columns)})")
     raw_label = raw.loc[keep, m.label]
 
     # Map each distinct raw label once: few distinct values, many rows.
+    distinct = pd.unique(raw_label)
     table = {}
-    for value in pd.unique(raw_label):
+    for value in distinct:
         try:
             g = float(m.gain(value))
         except (KeyError, ValueError, TypeError):
             g = math.nan
         if not (0.0 <= g <= m.max_gain):  # also catches NaN
-            raise ValueError(f"{path}: mapping {m.name!r} cannot turn {m.label}={value!r} "
-                             f"into a gain in [0, {m.max_gain}]")
+            seen = ", ".join(repr(v) for v in distinct[:8]) + (", ..." if len(distinct) > 8 else "")
+            source = "COLUMNS" if is_spec(m.name) else f"mapping {m.name!r}"
+            raise DataError(f"{path}: {_where(path, raw_label, value)}: {m.label}={value!r} does not fit "
+                            f"{source} ({m.doc}); values seen: {seen}; say what the labels are with "
+                            f"{KINDS} in COLUMNS (docs/data.md)")
         table[value] = g
     gain = np.array([table[v] for v in raw_label], dtype=np.float64)
 
@@ -122,12 +169,13 @@ def resolve_data(spec: str | None) -> Path:
         return synthetic.ensure_default_data()
     if spec in ("shared", "homedepot"):
         if not config.SHARED_DATA.exists():
-            raise FileNotFoundError(f"shared Home Depot data not found at {config.SHARED_DATA} "
-                                    "(it exists on developer machines only); use 'default' or a path")
+            raise DataFileMissing(f"shared Home Depot data not found at {config.SHARED_DATA} "
+                                  "(it exists on developer machines only); use 'default' or a path")
         return config.SHARED_DATA
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} not found; give a path, 'default' or 'shared'")
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise DataFileMissing(f"data file {path} {what}; give a path, 'default' or 'shared'")
     return path
 
 

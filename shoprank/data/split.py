@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
+from ..errors import DataError
 from ..model_card import read_model_card
 from .load import load_pairs, resolve_data
 
@@ -55,19 +56,21 @@ PARTS = ("train", "valid", "all")
 
 
 def model_pairs(model_dir: str | Path, part: str = "valid", data: str | None = None,
-                limit_queries: int = 0) -> pd.DataFrame:
+                limit_queries: int = 0, mapping: str | None = None) -> pd.DataFrame:
     """The judgments a fine-tuned model was trained and validated on, split as it was.
 
-    The model card names the data file, mapping and split seed. part: "valid" (quality gates,
-    evaluation, probes), "train" (calibration, replay) or "all". data: another judgments file
-    ("shared", "default" or a path; its mapping detected) instead of the card's, split with the
-    card's seed. limit_queries: the first N queries only. attrs["split"] names the part.
+    The model card names the data file, mapping (a ready mapping's name, "auto" or a COLUMNS
+    spec) and split seed. part: "valid" (quality gates, evaluation, probes), "train"
+    (calibration, replay) or "all". data: another judgments file ("shared", "default" or a path)
+    instead of the card's, split with the card's seed; read with `mapping` (a name, "auto" or a
+    COLUMNS spec; default: detected), which for the card's own file replaces the card's.
+    limit_queries: the first N queries only. attrs["split"] names the part.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     card = read_model_card(model_dir)
     spec = data or card.get("data")
-    pairs = load_pairs(resolve_data(spec), "auto" if data else card.get("mapping", "auto"))
+    pairs = load_pairs(resolve_data(spec), mapping or ("auto" if data else card.get("mapping", "auto")))
     if part != "all":
         train, valid = split_by_query(pairs, seed=card.get("seed", config.SEED))
         pairs = valid if part == "valid" else train
@@ -78,5 +81,5 @@ def model_pairs(model_dir: str | Path, part: str = "valid", data: str | None = N
         pairs.attrs = attrs
     pairs.attrs["split"] = part
     if len(pairs) == 0:
-        raise ValueError(f"no {part} rows in {spec or 'the default data'!r} for {model_dir}")
+        raise DataError(f"no {part} rows in {spec or 'the default data'!r} for {model_dir}")
     return pairs
