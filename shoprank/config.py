@@ -121,6 +121,13 @@ GATEWAY_MAX_CONNECTIONS = _env("GATEWAY_MAX_CONNECTIONS", 16384)
 # Requests one client address may have in flight (gRPC: concurrent calls); above every load-test
 # profile's user count, since a load test runs from one address.
 GATEWAY_CONN_PER_CLIENT = _env("GATEWAY_CONN_PER_CLIENT", 256)
+# Inference requests the gateway forwards at once, all clients together; more are refused at once
+# as overloaded (HTTP 503 with Retry-After, gRPC UNAVAILABLE) instead of queueing, so accepted
+# requests keep the latency of normal load. Above the cpu profile's users (normal load never meets
+# it) and about what the ranker finishes well inside the p99 target on 2 cores; on a bigger box,
+# about capacity (requests/s) x the latency you accept (docs/reliability.md).
+GATEWAY_MAX_INFLIGHT = _env("GATEWAY_MAX_INFLIGHT", 6)
+GATEWAY_RETRY_AFTER_S = 1       # what an overloaded refusal tells the client to wait
 GATEWAY_HEADER_TIMEOUT_S = 10   # a new connection sends its request headers (gRPC: preface) within this
 GATEWAY_BODY_TIMEOUT_S = 10     # most time between two reads of a request body (and of a reply write)
 GATEWAY_KEEPALIVE_S = 30        # an idle connection between requests (gRPC calls) is closed after this

@@ -22,7 +22,20 @@ class RequestError(ValueError):
 
 
 class RankError(RuntimeError):
-    """The server refused or failed a request (client side); the message is the server's."""
+    """The server refused or failed a request (client side); the message is the server's, the
+    status its code as tritonclient reports it ("StatusCode.UNAVAILABLE" over gRPC, "503" over
+    HTTP; None when unknown)."""
+
+    RETRYABLE = frozenset({"StatusCode.UNAVAILABLE", "503", "429"})
+
+    def __init__(self, message: str, status: str | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Overloaded or briefly unavailable: the same request may succeed after a pause."""
+        return self.status in self.RETRYABLE
 
 
 class BuildError(RuntimeError):

@@ -405,18 +405,24 @@ def overload(argv: list[str]) -> int:
 
     from ..measure.loadtest.overload import burst
     from ..measure.loadtest.run import ensure_server
+    from ..serving.gateway import run_gateway
 
     parser = argparse.ArgumentParser(prog="shoprank overload", description=overload.__doc__)
     _load_args(parser)
     parser.add_argument("--factor", type=int, default=10, help="overload = factor x the profile's users")
     parser.add_argument("--seconds", type=float, default=30.0, help="per step")
+    parser.add_argument("--direct", action="store_true",
+                        help="load Triton itself, not the gateway in front of it (as `make serve` runs it)")
     args = parser.parse_args(argv)
     profile, pool, where, _ = _load_setup(args)
     size = (profile.candidates.low, profile.candidates.high)
     rows = []
-    with ensure_server(where, Path(args.repo), Path(args.run_dir) if args.run_dir else None):
+    with ExitStack() as stack:
+        stack.enter_context(ensure_server(where, Path(args.repo), Path(args.run_dir) if args.run_dir else None))
+        door = where if args.direct else stack.enter_context(run_gateway(where)).endpoints
+        print(f"loading {'Triton directly' if args.direct else 'the gateway'} at {door.http} / {door.grpc}")
         for clients in (profile.users, profile.users * args.factor):
-            row = burst(where, pool, clients, args.seconds, size, profile.top_k)
+            row = burst(door, pool, clients, args.seconds, size, profile.top_k)
             rows.append(row)
             print(f"{clients:4d} clients: {row['requests']} requests, {row['accepted']} accepted "
                   f"(p50 {row['accepted_p50_ms']} ms, p99 {row['accepted_p99_ms']} ms), "
@@ -426,7 +432,8 @@ def overload(argv: list[str]) -> int:
     over = rows[-1]
     passed = all(r["other_failures"] == 0 for r in rows) and (target is None or
                                                               (over["accepted_p99_ms"] or 0) <= target)
-    report = {"profile": profile.name, "p99_target_ms": target, "steps": rows, "passed": passed}
+    report = {"profile": profile.name, "through": "triton" if args.direct else "gateway",
+              "p99_target_ms": target, "steps": rows, "passed": passed}
     (config.REPORTS_DIR).mkdir(parents=True, exist_ok=True)
     (config.REPORTS_DIR / "overload.json").write_text(json.dumps(report, indent=2))
     print(f"=> {'PASS' if passed else 'FAIL'}: at {over['clients']} clients the accepted p99 is "

@@ -132,7 +132,8 @@ class RankClient:
             result = self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
         except Exception as exc:  # tritonclient raises InferenceServerException
             message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-            raise RankError(message) from None
+            status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
+            raise RankError(message, None if status is None else str(status)) from None
         response = result.get_response()
         echoed = response.id if self.protocol == "grpc" else response.get("id", "")
         return result.as_numpy(config.INDICES), result.as_numpy(config.SCORES), echoed or request_id

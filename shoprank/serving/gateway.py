@@ -57,6 +57,8 @@ class Limits:
     max_body_bytes: int = config.MAX_REQUEST_BYTES
     max_connections: int = config.GATEWAY_MAX_CONNECTIONS
     conn_per_client: int = config.GATEWAY_CONN_PER_CLIENT
+    max_inflight: int = config.GATEWAY_MAX_INFLIGHT
+    retry_after_s: int = config.GATEWAY_RETRY_AFTER_S
     header_timeout_s: int = config.GATEWAY_HEADER_TIMEOUT_S
     body_timeout_s: int = config.GATEWAY_BODY_TIMEOUT_S
     keepalive_s: int = config.GATEWAY_KEEPALIVE_S
@@ -114,12 +116,15 @@ def render_config(upstream: Endpoints, public: Endpoints, work_dir: Path, limits
         "keepalive_s": limits.keepalive_s,
         "upstream_timeout_s": limits.upstream_timeout_s,
         "conn_per_client": limits.conn_per_client,
+        "max_inflight": limits.max_inflight,
+        "retry_after_s": limits.retry_after_s,
         "upstream_http": upstream.http,
         "upstream_grpc": upstream.grpc,
         "public_http": public.http,
         "public_grpc": public.grpc,
         "grpc_service": re.escape(GRPC_SERVICE),
         "grpc_methods": "|".join(GRPC_METHODS),
+        "grpc_infer_path": f"/{GRPC_SERVICE}/ModelInfer",
         "max_candidates": config.MAX_CANDIDATES,
         "max_text_chars": config.MAX_TEXT_CHARS,
         "refused": REFUSED,

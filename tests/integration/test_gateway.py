@@ -284,6 +284,42 @@ def test_requests_in_flight_per_client_are_limited_with_clear_errors(server):
         _ranks(door.endpoints)
 
 
+def test_inference_past_the_in_flight_cap_is_refused_at_once_as_retryable_overload(server):
+    with tempfile.TemporaryDirectory() as work, \
+            run_gateway(server, work_dir=work, limits=Limits(max_inflight=1)) as door:
+        # One inference request whose body never arrives holds the only slot, for everyone.
+        stalled = socket.create_connection((door.endpoints.host, door.endpoints.http_port))
+        stalled.sendall(f"POST /v2/models/{config.ENSEMBLE_MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 100\r\n\r\n{".encode())
+        time.sleep(0.5)  # let nginx read the headers
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(door.endpoints.host, door.endpoints.http_port, timeout=10)
+        connection.request("POST", f"/v2/models/{config.ENSEMBLE_MODEL}/infer", body=b"{}")
+        reply = connection.getresponse()
+        body = json.loads(reply.read())
+        assert reply.status == 503 and body["error"].startswith("overloaded:")
+        assert reply.getheader("Retry-After") == str(config.GATEWAY_RETRY_AFTER_S)
+        with RankClient(door.endpoints.grpc, "grpc") as client, pytest.raises(RankError, match="overloaded") as grpc:
+            client.rank(QUERY, TEXTS, 2)
+        assert grpc.value.status == "StatusCode.UNAVAILABLE" and grpc.value.retryable
+        with RankClient(door.endpoints.http, "http") as client, pytest.raises(RankError, match="overloaded") as refused:
+            client.rank(QUERY, TEXTS, 2)
+        assert refused.value.status == "503" and refused.value.retryable
+        assert time.perf_counter() - started < 2.0  # refused at once, not queued
+        # Health and readiness are not inference: a busy server still answers them.
+        assert _get(door.endpoints, "/v2/health/ready")[0] == 200
+        stalled.close()
+        deadline = time.time() + ANSWER_TIMEOUT_S
+        while True:
+            try:
+                _ranks(door.endpoints)
+                break
+            except RankError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
 def test_the_gateway_is_stopped_when_the_block_raises(server):
     with pytest.raises(RuntimeError, match="the caller's own failure"), run_gateway(server) as door:
         pid, endpoints = door.pid, door.endpoints

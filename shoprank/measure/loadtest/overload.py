@@ -20,12 +20,12 @@ from ...serving.client import RankClient
 from ...serving.server import Endpoints
 
 RETRY_AFTER_S = 1.0
-OVERLOADED_MARKS = ("Exceeds maximum queue size", "Request timeout expired")
+# Triton's bounded queues and the gateway's in-flight cap (shoprank/serving/templates/gateway.conf).
+OVERLOADED_MARKS = ("Exceeds maximum queue size", "Request timeout expired", "overloaded:")
 
 
 def is_overloaded(exc: Exception) -> bool:
-    """Triton's refusal of a request its bounded queues cannot take (RankClient's RankError
-    carries Triton's message, not its status code)."""
+    """A refusal of a request the server has no room for (retryable); any other error is not."""
     return any(mark in str(exc) for mark in OVERLOADED_MARKS)
 
 

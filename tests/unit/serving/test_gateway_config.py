@@ -28,7 +28,8 @@ from shoprank.serving.server import Endpoints
 UPSTREAM = Endpoints("127.0.0.1", 18000, 18001, 18002)
 PUBLIC = Endpoints("0.0.0.0", 28000, 28001, 0)
 LIMITS = Limits(max_body_bytes=12345, max_connections=512, conn_per_client=7, header_timeout_s=3,
-                body_timeout_s=4, keepalive_s=5, upstream_timeout_s=6, workers=2)
+                body_timeout_s=4, keepalive_s=5, upstream_timeout_s=6, workers=2, max_inflight=3,
+                retry_after_s=2)
 
 # Triton's HTTP admin and statistics endpoints: none may be forwarded.
 HTTP_ADMIN = [
@@ -218,6 +219,35 @@ def test_connection_limits_and_time_outs_come_from_the_limits(conf, http_block):
         assert values(http_block, name) == [f"{seconds}s"], name
 
 
+def _limit_conns(location: list) -> dict:
+    return {args[0]: int(args[1]) for name, args, _ in location if name == "limit_conn"}
+
+
+def test_inference_in_flight_is_capped_for_everyone_and_refused_as_retryable_overload(http_block):
+    zones = {args[1]: args[0] for name, args, _ in http_block if name == "limit_conn_zone"}
+    assert zones["zone=inflight:1m"] == "$everyone"  # one key: every client shares the cap
+    http, grpc = server(http_block, grpc=False), server(http_block, grpc=True)
+    infer = select(http, "/v2/models/rank/infer")
+    # A location's limit_conn replaces the inherited ones: the per-client cap must be restated.
+    assert _limit_conns(infer) == {"per_client": 7, "inflight": 3}
+    assert values(infer, "limit_conn_status") == ["503"]
+    page = values(infer, "error_page")
+    overloaded = next(b for n, a, b in http if n == "location" and a == [page[-1]])
+    code, body = refusal(overloaded)
+    assert code == 503 and body["error"].startswith("overloaded:") and "retry after 2 s" in body["error"]
+    assert ["Retry-After", "2", "always"] in [a for n, a, _ in overloaded if n == "add_header"]
+    infer = select(grpc, f"/{GRPC_SERVICE}/ModelInfer")
+    assert _limit_conns(infer) == {"per_client": 7, "inflight": 3} and proxied(infer, "POST")
+    page = values(infer, "error_page")
+    overloaded = next(b for n, a, b in grpc if n == "location" and a == [page[-1]])
+    headers = {args[0]: args[1] for name, args, _ in overloaded if name == "add_header"}
+    assert headers["grpc-status"] == "14" and headers["grpc-message"].startswith("overloaded:")
+    # Health, metadata and readiness are never capped by load: a busy server is still alive.
+    for location in (select(http, "/v2/health/ready"), select(http, "/v2/models/rank"),
+                     select(grpc, f"/{GRPC_SERVICE}/ServerReady")):
+        assert "inflight" not in _limit_conns(location)
+
+
 def test_client_misbehaviour_is_not_logged_and_nothing_is_logged_per_request(conf, http_block):
     top = parse(conf)
     assert values(top, "error_log")[1] == "error"  # time-outs and bad requests log at "info"
@@ -231,6 +261,7 @@ def test_the_default_limits_are_the_shared_facts(tmp_path):
     assert f"client_max_body_size {config.MAX_REQUEST_BYTES};" in conf
     assert f"client_header_timeout {config.GATEWAY_HEADER_TIMEOUT_S}s;" in conf
     assert f"limit_conn per_client {config.GATEWAY_CONN_PER_CLIENT};" in conf
+    assert f"limit_conn inflight {config.GATEWAY_MAX_INFLIGHT};" in conf
 
 
 @pytest.mark.parametrize("text,binary", [("é", False), ("\x01", False), ("😀", True)])
