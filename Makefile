@@ -49,7 +49,7 @@ SERVER_ARGS  = --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) 
 export SHOPRANK_ARTIFACTS_DIR := $(abspath $(ARTIFACTS))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv system data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare soak overload
+.PHONY: help venv system data finetune onnx int8 repository serve stop status query demo test lint clean loadtest perf perf-tools qdq engine gpu-check eval recipe bench bench-venv shoppers update rollback simulate distill compare soak overload head head-bench
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -142,6 +142,12 @@ eval: venv  ## quality of every variant + baselines on validation queries (MODEL
 
 recipe: venv  ## Home Depot recipe: fine-tune MiniLM on ../shared/data (~20 min on 2 idle cores) -> $(MODEL) + training.png
 	SHOPRANK="$(SHOPRANK)" COLUMNS="$(COLUMNS)" scripts/train_recipe.sh "$(MODEL)" "$(if $(filter command line environment,$(origin DATA)),$(DATA),../shared/data/homedepot_relevance.csv)"
+
+head: venv  ## scoring head of $(MODEL): out-of-fold logits of its fold models + lexical features, gated -> $(MODEL)/head
+	$(SHOPRANK) head --model "$(MODEL)" $(HEAD_ARGS)
+
+head-bench: venv  ## served rank-50 p50 with $(MODEL)'s scoring head vs without, side by side -> reports/head_latency.json
+	$(SHOPRANK) head-bench --model "$(MODEL)" --engine "$(ENGINE_FILE)"
 
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
 	$(SHOPRANK) compare $(MODELS)

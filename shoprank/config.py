@@ -69,6 +69,8 @@ INDICES = "INDICES"        # INT32 [-1], positions in CANDIDATES, best first
 SCORES = "SCORES"          # FP32 [-1], click probabilities, same order as INDICES
 # Names of the tensors between ensemble steps (tokenizer -> ranker -> sorter).
 RANKER_LOGITS = "LOGITS"
+# With a scoring head (shoprank.serving.head): each pair's features, tokenizer -> sorter, FP32 [N, F].
+FEATURES = "FEATURES"
 RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may hold
 # A request waits at most this long for others to merge with. Busy instances make requests queue
 # (and merge) anyway; a long delay only adds to every lone request. The measured effect of this

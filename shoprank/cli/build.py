@@ -237,14 +237,51 @@ def repository(argv: list[str]) -> int:
     parser.add_argument("--target", default="python", choices=TARGETS)
     parser.add_argument("--ranker-instances", type=int, default=config.RANKER_INSTANCES)
     parser.add_argument("--tokenizer-instances", type=int, default=config.TOKENIZER_INSTANCES)
+    parser.add_argument("--head", default="auto", choices=("auto", "on", "off"),
+                        help="serve the model's scoring head (auto: when `shoprank head` installed one)")
     args = parser.parse_args(argv)
     try:
         repo = build_repository(args.model, args.engine, args.repo, args.target,
+                                head={"auto": None, "on": True, "off": False}[args.head],
                                 ranker_instances=args.ranker_instances, tokenizer_instances=args.tokenizer_instances)
     except FileNotFoundError as exc:
         print(f"repository: {exc}", file=sys.stderr)
         return 1
-    print(f"model repository {repo} ready for target {args.target} (engine {args.engine})")
+    head = (Path(repo) / config.SORTER_MODEL / "1" / "head").exists()
+    print(f"model repository {repo} ready for target {args.target} (engine {args.engine}"
+          f"{', scoring head' if head else ''})")
+    return 0
+
+
+def head(argv: list[str]) -> int:
+    """`shoprank head`: fit the scoring head of a fine-tuned cross-encoder on out-of-fold logits
+    of its fold models (MODEL.fold<k>of<K>, trained by `finetune --folds K --holdout-fold k`) and
+    the lexical features; judged on the validation split; installed in MODEL/head/ when it does
+    not lose NDCG@10 against the cross-encoder alone (exit 2 otherwise)."""
+    from ..training.head import HeadFit
+    from ..training.head_build import MAX_NDCG_DROP, build_head
+
+    parser = argparse.ArgumentParser(prog="shoprank head", description=head.__doc__)
+    parser.add_argument("--model", default=str(config.MODEL_DIR), help="fine-tuned cross-encoder folder")
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=HeadFit.epochs)
+    parser.add_argument("--max-ndcg-drop", type=float, default=MAX_NDCG_DROP)
+    parser.add_argument("--report", default=str(config.REPORTS_DIR / "head.json"))
+    args = parser.parse_args(argv)
+    r = build_head(args.model, args.folds, HeadFit(epochs=args.epochs), args.max_ndcg_drop, args.report)
+    ce, hd, diff = r["valid"]["cross-encoder"], r["valid"]["head"], r["head_minus_ce_ndcg@10"]
+    print(f"head: {r['choice']['chosen']} over {len(r['features'])} features, chosen on "
+          f"{r['choice']['inner_queries']} held-out training queries; validation ({r['valid_queries']} queries):")
+    for name, m in (("cross-encoder", ce), ("head", hd)):
+        print(f"  {name:<14} NDCG@10 {m['ndcg@10']:.4f}  MRR {m['mrr']:.4f}  RMSE {m.get('rmse_grade')}")
+    print(f"  head - cross-encoder NDCG@10 {diff['mean']:+.4f} (95% CI {diff['low']:+.4f} .. {diff['high']:+.4f})")
+    for name, m in r["ablation"].items():
+        print(f"  {name:<24} NDCG@10 {m['ndcg@10']:.4f} ({m['ndcg_change_vs_head']:+.4f})")
+    if not r["gate"]["passed"]:
+        print(f"head refused: it loses NDCG@10 against the cross-encoder alone; nothing installed "
+              f"(report {args.report})", file=sys.stderr)
+        return 2
+    print(f"installed {r['gate']['installed']} (report {args.report})")
     return 0
 
 

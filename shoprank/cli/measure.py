@@ -439,3 +439,20 @@ def overload(argv: list[str]) -> int:
     print(f"=> {'PASS' if passed else 'FAIL'}: at {over['clients']} clients the accepted p99 is "
           f"{over['accepted_p99_ms']} ms (target {target} ms), {over['shed_share']:.0%} refused as overloaded")
     return 0 if passed else 1
+
+
+def head_bench(argv: list[str]) -> int:
+    """`make head-bench`: served rank-N p50 with the model's scoring head against without it,
+    side by side in one run (two servers, alternating requests) -> reports/head_latency.json."""
+    from ..measure.bench.head_cost import head_cost
+
+    parser = argparse.ArgumentParser(prog="shoprank head-bench", description=head_bench.__doc__)
+    parser.add_argument("--model", default=str(config.MODEL_DIR))
+    parser.add_argument("--engine", default=str(config.onnx_file("int8")))
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--candidates", type=int, default=50)
+    parser.add_argument("--data", default="auto", help="where request texts come from (RequestPool spec)")
+    parser.add_argument("--out", default=str(config.REPORTS_DIR / "head_latency.json"))
+    args = parser.parse_args(argv)
+    head_cost(args.model, args.engine, args.requests, args.candidates, args.data, args.out)
+    return 0

@@ -25,6 +25,13 @@ def is_valid_query(query: str, seed: int = config.SEED, valid_fraction: float = 
     return int.from_bytes(digest, "big") / 2**64 < valid_fraction
 
 
+def fold_of(query: str, folds: int, seed: int = config.SEED) -> int:
+    """Which of `folds` folds `query` falls in (0..folds-1): stable, by query, independent of
+    the train/validation side (another salt), so every fold draws from the training queries."""
+    digest = hashlib.blake2b(f"fold:{seed}:{query.lower().strip()}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % folds
+
+
 def split_by_query(df: pd.DataFrame, valid_fraction: float = config.VALID_FRACTION,
                    seed: int = config.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, valid): each query (case and outer spaces ignored) wholly on one side.

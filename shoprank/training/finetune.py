@@ -14,7 +14,9 @@ query, which is all NDCG sees.
 
 Distillation (teacher=a fine-tuned model folder, keep_layers=k): the student starts from the
 base model cut to k layers and learns (1 - w) x BCE on the labels + w x MSE to the teacher's
-logits, computed once before training (w = distill_weight).
+logits, computed once before training (w = distill_weight). teacher_head: the teacher's scoring
+head is the teacher instead (its logits over the teacher's out-of-fold logits and the pair
+features: what the head was trained on), so a cross-encoder alone may learn what the head adds.
 """
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ import numpy as np
 
 from .. import config
 from ..data.load import load_pairs, resolve_data
-from ..data.split import query_groups, split_by_query
+from ..data.split import fold_of, query_groups, split_by_query
+from ..errors import DataError
 from ..model_card import write_model_card
 from ..quality import metrics
 from ..serving.engine import row_lengths
 from ..serving.tokenizer import PairEncoder
 from .batches import query_batches, shuffled_batches
 from .losses import pairwise_loss, pointwise_loss
-from .model import default_base_model, keep_layers, load_cross_encoder, torch_logits
+from .model import default_base_model, keep_layers, load_cross_encoder, predict_logits, predict_probs
 
 
 @dataclass
@@ -60,23 +63,13 @@ class TrainConfig:
     keep_layers: int = 0             # >0: cut the base model to this many layers (model.keep_layers)
     teacher: str | None = None       # fine-tuned model folder whose logits the student also learns
     distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
+    teacher_head: bool = False       # the teacher's scoring head (MODEL/head) is the teacher
     group_by_length: bool = False    # batches of similar-length pairs: less padding, faster on CPU
     pairwise_weight: float = 0.0     # >0: batches of whole queries, + w x RankNet loss within each query
     loss: str = "bce"                # one of losses.LOSSES: "bce" on the soft labels, "mse" of the probability
+    folds: int = 0                   # >0 with holdout_fold: train without one fold of the training
+    holdout_fold: int = -1           # queries (data.split.fold_of), whose out-of-fold scores it gives
     extra: dict = field(default_factory=dict)
-
-
-def predict_logits(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
-    """Logits of a PyTorch cross-encoder for every row of df."""
-    queries, texts = df["query"].tolist(), df["text"].tolist()
-    out = [torch_logits(model, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size]))
-           for i in range(0, len(df), batch_size)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
-
-
-def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
-    """Click probabilities of a trained PyTorch model for every row of df."""
-    return 1.0 / (1.0 + np.exp(-predict_logits(model, encoder, df, batch_size)))
 
 
 def adamw_with_warmup(named_parameters: list, lr: float, weight_decay: float, warmup: float, steps: int):
@@ -108,6 +101,15 @@ def finetune(cfg: TrainConfig) -> dict:
     data_path = resolve_data(cfg.data)
     pairs = load_pairs(data_path, cfg.mapping)
     train_df, valid_df = split_by_query(pairs, seed=cfg.seed)
+    if train_df.empty or valid_df.empty:  # too few queries for both sides of the split
+        raise DataError(f"{data_path}: {pairs['query'].nunique()} queries give {train_df['query'].nunique()} "
+                        f"training and {valid_df['query'].nunique()} validation queries; fine-tuning needs both "
+                        f"(about {config.VALID_FRACTION:.0%} of queries validate): add queries")
+    if cfg.folds:
+        if not 0 <= cfg.holdout_fold < cfg.folds:
+            raise DataError(f"holdout_fold must be in 0..{cfg.folds - 1}, got {cfg.holdout_fold}")
+        held = train_df["query"].map(lambda q: fold_of(q, cfg.folds, cfg.seed) == cfg.holdout_fold)
+        train_df = train_df[~held.to_numpy(dtype=bool)].reset_index(drop=True)
     if cfg.max_train_pairs and len(train_df) > cfg.max_train_pairs:
         train_df = train_df.sample(n=cfg.max_train_pairs, random_state=cfg.seed).reset_index(drop=True)
     base = Path(cfg.base_model) if cfg.base_model else default_base_model()
@@ -143,7 +145,8 @@ def finetune(cfg: TrainConfig) -> dict:
         lengths = np.concatenate([
             row_lengths(encoder.encode_pairs(queries[start:start + 1024], texts[start:start + 1024])["attention_mask"])
             for start in range(0, len(queries), 1024)])
-    teacher_logits = _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None
+    teacher_logits = (_head_teacher_logits(cfg.teacher, train_df) if cfg.teacher and cfg.teacher_head else
+                      _teacher_logits(cfg.teacher, encoder, train_df) if cfg.teacher else None)
     pair_w = float(cfg.pairwise_weight)
     distill_w = float(cfg.distill_weight) if cfg.teacher else 0.0
     history, best, step = [], None, 0
@@ -213,8 +216,23 @@ def finetune(cfg: TrainConfig) -> dict:
     write_model_card(out_dir, max_length=cfg.max_length, data=str(data_path), mapping=cfg.mapping,
                      seed=cfg.seed, base_model=str(base),
                      **({"layers_kept": kept} if kept else {}),
-                     **({"teacher": str(cfg.teacher), "distill_weight": distill_w} if cfg.teacher else {}))
+                     **({"folds": cfg.folds, "holdout_fold": cfg.holdout_fold} if cfg.folds else {}),
+                     **({"teacher": str(cfg.teacher), "distill_weight": distill_w,
+                         "teacher_head": cfg.teacher_head} if cfg.teacher else {}))
     return summary
+
+
+def _head_teacher_logits(teacher_dir: str, df) -> np.ndarray:
+    """The teacher's scoring head over its out-of-fold logits of every training row."""
+    from ..features.index import LexicalIndex
+    from ..serving.head import ScoringHead
+    from .head_build import frame_features, head_dir
+    from .oof import out_of_fold_logits
+
+    folder = head_dir(teacher_dir)
+    head = ScoringHead.load(folder)
+    oof = out_of_fold_logits(teacher_dir, df, int(head.meta.get("folds", 2)))
+    return head.logits(oof, frame_features(LexicalIndex.load(folder), df))
 
 
 def _teacher_logits(teacher_dir: str, encoder: PairEncoder, df) -> np.ndarray:

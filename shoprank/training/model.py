@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import config
+
+if TYPE_CHECKING:
+    from ..serving.tokenizer import PairEncoder
 
 
 def default_base_model() -> Path:
@@ -95,3 +99,16 @@ def torch_logits(model, batch: dict) -> np.ndarray:
     with torch.inference_mode():
         tensors = {name: torch.from_numpy(np.asarray(batch[name])).long() for name in config.ENGINE_INPUTS}
         return model(**tensors).logits.float().numpy().reshape(-1)
+
+
+def predict_logits(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """Logits of a PyTorch cross-encoder for every row of df."""
+    queries, texts = df["query"].tolist(), df["text"].tolist()
+    out = [torch_logits(model, encoder.encode_pairs(queries[i:i + batch_size], texts[i:i + batch_size]))
+           for i in range(0, len(df), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def predict_probs(model, encoder: PairEncoder, df, batch_size: int = 256) -> np.ndarray:
+    """Click probabilities of a trained PyTorch model for every row of df."""
+    return 1.0 / (1.0 + np.exp(-predict_logits(model, encoder, df, batch_size)))

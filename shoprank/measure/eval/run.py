@@ -33,6 +33,8 @@ from ...data.split import split_by_query
 from ...model_card import read_model_card
 from ...quality import metrics
 from ...quality.gate import MAX_NDCG_DROP, judge
+from ...serving.head import has_head
+from ...training.head_build import head_dir
 from ...training.model import default_base_model
 from ..fmt import fmt
 from .baselines import BM25_B, BM25_K1, RANDOM_SEEDS, bm25_scores, random_metrics, zero_shot_scores
@@ -111,6 +113,13 @@ def evaluate_model(model_dir: str | Path, df, onnx_dir: str | Path | None = None
         add_variant(key, label, lambda p=path, k=key, name=label: onnx_variant(model_dir, p, k, name),
                     None if path.exists() else f"no {path} ({how})")
 
+    if has_head(head_dir(model_dir)):  # the scoring head over the reference and the served engine
+        add_variant("pytorch-fp32+head", "PyTorch FP32 + scoring head", lambda: pytorch_variant(model_dir, head=True))
+        path = engines["int8"]
+        add_variant("ort-int8+head", "ORT INT8 (dynamic) + scoring head",
+                    lambda: onnx_variant(model_dir, path, "ort-int8", "ORT INT8 (dynamic)", head=True),
+                    None if path.exists() else f"no {path} (make int8)")
+
     plans = _tensorrt_plans(plan_dir)
     if not plans:
         add_variant("tensorrt", "TensorRT", None, f"no plan in {plan_dir} (TensorRT needs an NVIDIA GPU: make engine)")
@@ -128,7 +137,8 @@ def evaluate_model(model_dir: str | Path, df, onnx_dir: str | Path | None = None
                         lambda: served_variant(grpc_url, served_label, note=f"running server {grpc_url}"))
         elif serve:
             engine_path = engines.get(served_engine, Path(served_engine))
-            served_label = f"served ensemble (gRPC, {served_engine.upper()})"
+            served_label = (f"served ensemble (gRPC, {served_engine.upper()}"
+                            f"{' + scoring head' if has_head(head_dir(model_dir)) else ''})")
             if not engine_path.exists():
                 add_variant("served", served_label, None, f"no engine {engine_path} to serve")
             else:

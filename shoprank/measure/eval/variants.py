@@ -19,8 +19,7 @@ from ...serving.engine import sigmoid
 from ...serving.server import Endpoints, run_triton
 from ...serving.tokenizer import PairEncoder
 from ...serving.triton.repository import build_repository
-from ...training.finetune import predict_probs
-from ...training.model import load_cross_encoder, torch_logits
+from ...training.model import load_cross_encoder, predict_logits, predict_probs, torch_logits
 
 
 @dataclass
@@ -32,17 +31,19 @@ class Variant:
     note: str = ""
 
 
-def pytorch_variant(model_dir: Path) -> Variant:
+def pytorch_variant(model_dir: Path, head: bool = False) -> Variant:
     model = load_cross_encoder(model_dir).eval()
     # As in training: pad to the longest pair of each batch.
     encoder = PairEncoder.from_dir(model_dir, max_length=model_max_length(model_dir), buckets=None)
-    return Variant("pytorch-fp32", "PyTorch FP32", lambda df: predict_probs(model, encoder, df),
-                   lambda q, texts: torch_logits(model, encoder.encode(q, texts)))
+    plain = Variant("pytorch-fp32", "PyTorch FP32", lambda df: predict_probs(model, encoder, df),
+                    lambda q, texts: torch_logits(model, encoder.encode(q, texts)))
+    return head_variant(model_dir, plain, lambda df: predict_logits(model, encoder, df)) if head else plain
 
 
-def onnx_variant(model_dir: Path, onnx_path: Path, key: str, label: str) -> Variant:
+def onnx_variant(model_dir: Path, onnx_path: Path, key: str, label: str, head: bool = False) -> Variant:
     rank_one = engine_rank_one(model_dir, onnx_path)
-    return Variant(key, label, lambda df: sigmoid(logits_as_served(df, rank_one)), rank_one, note=str(onnx_path))
+    plain = Variant(key, label, lambda df: sigmoid(logits_as_served(df, rank_one)), rank_one, note=str(onnx_path))
+    return head_variant(model_dir, plain, lambda df: logits_as_served(df, rank_one)) if head else plain
 
 
 def tensorrt_variant(model_dir: Path, plan: Path, key: str, label: str) -> Variant:
@@ -62,6 +63,27 @@ def tensorrt_variant(model_dir: Path, plan: Path, key: str, label: str) -> Varia
         return logits(encoder.encode(query, texts))
 
     return Variant(key, label, lambda df: sigmoid(logits_as_served(df, rank_one)), rank_one, note=str(plan))
+
+
+def head_variant(model_dir: Path, base: Variant, logits_of: Callable[[object], np.ndarray]) -> Variant:
+    """`base` (its logits per row: logits_of(df); per request: base.rank_one) with the model's
+    scoring head on top, the features computed per query as the tokenizer step does."""
+    from ...features.index import LexicalIndex
+    from ...features.pairs import pair_features
+    from ...serving.head import ScoringHead
+    from ...training.head_build import frame_features, head_dir
+
+    folder = head_dir(model_dir)
+    head, index = ScoringHead.load(folder), LexicalIndex.load(folder)
+
+    def score(df):
+        return sigmoid(head.logits(logits_of(df), frame_features(index, df)))
+
+    def rank_one(query, texts):
+        return head.logits(base.rank_one(query, texts), pair_features(index, query, texts))
+
+    return Variant(f"{base.key}+head", f"{base.label} + scoring head", score, rank_one,
+                   note=f"{head.meta.get('architecture', '')} head over {len(head.feature_names)} features")
 
 
 def served_scores(df, url: str, protocol: str = "grpc") -> np.ndarray:

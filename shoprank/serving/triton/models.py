@@ -57,6 +57,16 @@ class TokenizerModel:
         self.encoder = PairEncoder.from_dir(_version_dir(args), max_length=int(params["max_length"]),
                                             **({"buckets": ()} if trims else {}))
         self.encoder.encode("warm up", ["the first request should not pay for lazy set-up"])
+        # With a scoring head: the pair features it reads, from the lexical index beside it.
+        self.index = None
+        if params.get("features"):
+            from ...features.index import LexicalIndex
+            from ...features.pairs import pair_features
+
+            self.index = LexicalIndex.load(_version_dir(args) / params["features"])
+            self.pair_features = pair_features
+            self.index.speller.neighbours("warmup")  # builds the spelling lookup (about a second) now
+            self.pair_features(self.index, "warm up", ["the first request should not pay for lazy set-up"])
 
     def execute(self, requests):
         responses = []
@@ -71,8 +81,10 @@ class TokenizerModel:
                 continue
             self.metrics.candidates(len(texts))
             batch = self.encoder.encode(query, texts)
-            responses.append(pb_utils.InferenceResponse(
-                [pb_utils.Tensor(name, batch[name]) for name in config.ENGINE_INPUTS]))
+            outputs = [pb_utils.Tensor(name, batch[name]) for name in config.ENGINE_INPUTS]
+            if self.index is not None:
+                outputs.append(pb_utils.Tensor(config.FEATURES, self.pair_features(self.index, query, texts)))
+            responses.append(pb_utils.InferenceResponse(outputs))
         return responses
 
 
@@ -111,10 +123,17 @@ def _concat_padded(batches: list[dict]) -> dict:
 
 
 class SorterModel:
-    """LOGITS [N, 1], TOP_K -> INDICES (best first), SCORES (click probability)."""
+    """LOGITS [N, 1], TOP_K (and FEATURES [N, F] with a scoring head) -> INDICES (best first),
+    SCORES (click probability)."""
 
     def initialize(self, args):
         self.metrics = ModelMetrics(args, errors=True, scores=True)
+        params = _parameters(args)
+        self.head = None
+        if params.get("head"):  # final logits from the cross-encoder's and the pair features
+            from ..head import ScoringHead
+
+            self.head = ScoringHead.load(_version_dir(args) / params["head"])
 
     def execute(self, requests):
         from ..sorter import rank_logits
@@ -128,6 +147,8 @@ class SorterModel:
                 responses.append(_invalid(exc))
                 continue
             logits = _input(request, config.RANKER_LOGITS)
+            if self.head is not None:
+                logits = self.head.logits(logits, _input(request, config.FEATURES))
             indices, scores = rank_logits(logits, top_k)
             self.metrics.logits(logits)
             responses.append(pb_utils.InferenceResponse(

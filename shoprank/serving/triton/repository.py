@@ -17,6 +17,7 @@ from string import Template
 
 from ... import config
 from ...model_card import model_max_length
+from ..head import ScoringHead, has_head
 
 TEMPLATES = Path(__file__).parent / "templates"
 TARGETS = ("python", "onnxruntime", "tensorrt")
@@ -26,6 +27,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 SOURCE_REPOSITORY = config.PROJECT_ROOT / "model_repository"  # where the committed model.py files live
 TRITON_DTYPE = {"int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 VERSION_META = "version.json"      # beside each ranker version: where it came from, its gate
+HEAD_FOLDER = "head"               # a model's scoring head and lexical index (training.head_build)
 
 
 def _tensors(dims: str) -> str:
@@ -64,10 +66,29 @@ def _ranker_parts(target: str, threads: int, warmup_length: int) -> dict:
             "warmup_inputs": warmup, "warmup_length": warmup_length}
 
 
+def _head_parts(features: int) -> dict:
+    """Config lines for a scoring head (features > 0): the tokenizer also computes each pair's
+    features, the ensemble hands them to the sorter, which scores with the head. Empty without."""
+    if not features:
+        return dict.fromkeys(("features_output", "features_input", "features_out_map", "features_in_map",
+                              "features_parameters", "head_parameters"), "")
+    name = config.FEATURES
+    tensor = f'{{ name: "{name}" data_type: TYPE_FP32 dims: [ -1, {features} ] }}'
+    return {
+        "features_output": f",\n  {tensor}",
+        "features_input": f",\n  {tensor}",
+        "features_out_map": f'\n      output_map {{ key: "{name}" value: "{name}" }}',
+        "features_in_map": f'\n      input_map {{ key: "{name}" value: "{name}" }}',
+        "features_parameters": f'parameters {{ key: "features" value {{ string_value: "{HEAD_FOLDER}" }} }}',
+        "head_parameters": f'parameters {{ key: "head" value {{ string_value: "{HEAD_FOLDER}" }} }}',
+    }
+
+
 def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_LEN,
            threads: int = config.ENGINE_THREADS, ranker_instances: int = config.RANKER_INSTANCES,
-           tokenizer_instances: int = config.TOKENIZER_INSTANCES) -> str:
-    """The config.pbtxt text of one model for a target."""
+           tokenizer_instances: int = config.TOKENIZER_INSTANCES, head_features: int = 0) -> str:
+    """The config.pbtxt text of one model for a target; head_features > 0 wires a scoring head
+    reading that many features per pair."""
     values = {
         "target": target, "ensemble": config.ENSEMBLE_MODEL, "tokenizer": config.TOKENIZER_MODEL,
         "ranker": config.RANKER_MODEL, "sorter": config.SORTER_MODEL, "query": config.QUERY,
@@ -81,6 +102,7 @@ def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_L
         "tokenizer_instances": tokenizer_instances,
         "engine_inputs_1d": _tensors("[ -1 ]"), "engine_inputs_2d": _tensors("[ -1, -1 ]"),
         "tokenizer_outputs": _maps("output_map"), "ranker_inputs": _maps("input_map"),
+        **_head_parts(head_features),
     }
     if name == config.RANKER_MODEL:
         values.update(_ranker_parts(target, threads, min(32, max_length)))
@@ -90,20 +112,32 @@ def render(name: str, target: str = "python", max_length: int = config.MAX_SEQ_L
 
 
 def build_repository(model_dir: str | Path, engine: str | Path, repo: str | Path = config.MODEL_REPOSITORY,
-                     target: str = "python", version: int = 1, **render_kwargs) -> Path:
+                     target: str = "python", version: int = 1, head: bool | None = None, **render_kwargs) -> Path:
     """Write configs, the engine and the tokenizer files into `repo` (model.py files copied when
-    `repo` is not the project's own model_repository)."""
+    `repo` is not the project's own model_repository). head: serve the model's scoring head
+    (MODEL/head/, installed by `shoprank head` when it passed its gate); None: when it has one."""
     model_dir, engine, repo = Path(model_dir), Path(engine), Path(repo)
     if not engine.exists():
         raise FileNotFoundError(f"engine {engine} not found: build it first (make onnx / make int8 / make engine)")
     max_length = model_max_length(model_dir)
+    head_source = model_dir / HEAD_FOLDER
+    has = has_head(head_source)
+    if head and not has:
+        raise FileNotFoundError(f"{model_dir} has no scoring head in {head_source}: run `shoprank head` first")
+    features = len(ScoringHead.load(head_source).feature_names) if (has if head is None else head) else 0
     for name in (config.ENSEMBLE_MODEL, config.TOKENIZER_MODEL, config.RANKER_MODEL, config.SORTER_MODEL):
         model_path = repo / name
         (model_path / str(version)).mkdir(parents=True, exist_ok=True)
         source = SOURCE_REPOSITORY / name / "1" / "model.py"
         if source.exists() and source.resolve() != (model_path / str(version) / "model.py").resolve():
             shutil.copy(source, model_path / str(version) / "model.py")
-        (model_path / "config.pbtxt").write_text(render(name, target, max_length, **render_kwargs))
+        (model_path / "config.pbtxt").write_text(render(name, target, max_length, head_features=features,
+                                                        **render_kwargs))
+    for name in (config.TOKENIZER_MODEL, config.SORTER_MODEL):  # index for one, head for the other
+        served = repo / name / str(version) / HEAD_FOLDER
+        shutil.rmtree(served, ignore_errors=True)
+        if features:
+            shutil.copytree(head_source, served)
     ranker_dir = repo / config.RANKER_MODEL / str(version)
     for stale in ENGINE_FILE.values():  # a target switch must not leave the other engine behind
         (ranker_dir / stale).unlink(missing_ok=True)

@@ -57,3 +57,12 @@ def test_eval_answers_a_bad_columns_spec_and_a_moved_data_file(tmp_path, capsys)
     assert main(["eval", "--model", str(model), "--columns", "query:search_query,text"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad COLUMNS 'query:search_query,text': part 'text' is not key:value" in err[0]
+
+
+def test_finetune_in_process_answers_a_file_too_small_to_split(files, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    (files / "tiny.csv").write_text("search_query,item_name,clicked\ndrill,DEWALT drill,1\ndrill,paint,0\n")
+    assert main(["finetune", "--data", "tiny.csv", "--columns", CLICKS, "--out-dir", str(files / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fine-tuning needs both" in err[0] and "add queries" in err[0], err
+    assert not (files / "out").exists()

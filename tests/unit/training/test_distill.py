@@ -13,8 +13,8 @@ from shoprank.errors import BuildError
 from shoprank.model_card import read_model_card
 from shoprank.serving.tokenizer import PairEncoder
 from shoprank.training.batches import shuffled_batches
-from shoprank.training.finetune import TrainConfig, finetune, predict_probs
-from shoprank.training.model import build_tiny_model, keep_layers, load_cross_encoder
+from shoprank.training.finetune import TrainConfig, finetune
+from shoprank.training.model import build_tiny_model, keep_layers, load_cross_encoder, predict_probs
 from tests.conftest import TEST_MAX_LENGTH
 
 
