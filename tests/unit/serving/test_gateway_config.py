@@ -231,17 +231,26 @@ def test_inference_in_flight_is_capped_for_everyone_and_refused_as_retryable_ove
     # A location's limit_conn replaces the inherited ones: the per-client cap must be restated.
     assert _limit_conns(infer) == {"per_client": 7, "inflight": 3}
     assert values(infer, "limit_conn_status") == ["503"]
-    page = values(infer, "error_page")
+    page = next(a for n, a, _ in infer if n == "error_page" and a[0] == "503")
     overloaded = next(b for n, a, b in http if n == "location" and a == [page[-1]])
     code, body = refusal(overloaded)
     assert code == 503 and body["error"].startswith("overloaded:") and "retry after 2 s" in body["error"]
     assert ["Retry-After", "2", "always"] in [a for n, a, _ in overloaded if n == "add_header"]
     infer = select(grpc, f"/{GRPC_SERVICE}/ModelInfer")
     assert _limit_conns(infer) == {"per_client": 7, "inflight": 3} and proxied(infer, "POST")
-    page = values(infer, "error_page")
+    page = next(a for n, a, _ in infer if n == "error_page" and a[0] == "503")
     overloaded = next(b for n, a, b in grpc if n == "location" and a == [page[-1]])
     headers = {args[0]: args[1] for name, args, _ in overloaded if name == "add_header"}
     assert headers["grpc-status"] == "14" and headers["grpc-message"].startswith("overloaded:")
+    # A location's error_page replaces the server's: the size and upstream pages must be restated.
+    for server_body, path in ((http, "/v2/models/rank/infer"), (grpc, f"/{GRPC_SERVICE}/ModelInfer")):
+        location = select(server_body, path)
+        server_pages = {code: args[-1] for name, args, _ in server_body if name == "error_page" for code in args[:-1]
+                        if code != "="}
+        pages = {code: args[-1] for name, args, _ in location if name == "error_page" for code in args[:-1]
+                 if code != "="}
+        for code in ("413", "502", "504"):
+            assert pages[code] == server_pages[code], (path, code)
     # Health, metadata and readiness are never capped by load: a busy server is still alive.
     for location in (select(http, "/v2/health/ready"), select(http, "/v2/models/rank"),
                      select(grpc, f"/{GRPC_SERVICE}/ServerReady")):
