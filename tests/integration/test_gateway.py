@@ -263,14 +263,20 @@ def _read_until_closed(sockets: list[socket.socket], deadline: float) -> set[soc
     return open_
 
 
+def _stalled_inference(endpoints) -> socket.socket:
+    """An inference request whose body never arrives: it holds its slot until closed."""
+    stalled = socket.create_connection((endpoints.host, endpoints.http_port))
+    stalled.sendall(f"POST /v2/models/{config.ENSEMBLE_MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Length: 100\r\n\r\n{".encode())
+    time.sleep(0.5)  # let nginx read the headers
+    return stalled
+
+
 def test_requests_in_flight_per_client_are_limited_with_clear_errors(server):
     with tempfile.TemporaryDirectory() as work, \
             run_gateway(server, work_dir=work, limits=Limits(conn_per_client=1)) as door:
         # One request whose body never arrives holds this address's only slot.
-        stalled = socket.create_connection((door.endpoints.host, door.endpoints.http_port))
-        stalled.sendall(f"POST /v2/models/{config.ENSEMBLE_MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
-                        "Content-Length: 100\r\n\r\n{".encode())
-        time.sleep(0.5)  # let nginx read the headers
+        stalled = _stalled_inference(door.endpoints)
         status, body = _get(door.endpoints, "/v2/health/ready")
         assert status == 429 and "too many requests in flight" in json.loads(body)["error"]
         with triton_grpc.InferenceServerClient(door.endpoints.grpc) as client, \
@@ -288,10 +294,7 @@ def test_inference_past_the_in_flight_cap_is_refused_at_once_as_retryable_overlo
     with tempfile.TemporaryDirectory() as work, \
             run_gateway(server, work_dir=work, limits=Limits(max_inflight=1)) as door:
         # One inference request whose body never arrives holds the only slot, for everyone.
-        stalled = socket.create_connection((door.endpoints.host, door.endpoints.http_port))
-        stalled.sendall(f"POST /v2/models/{config.ENSEMBLE_MODEL}/infer HTTP/1.1\r\nHost: x\r\n"
-                        "Content-Length: 100\r\n\r\n{".encode())
-        time.sleep(0.5)  # let nginx read the headers
+        stalled = _stalled_inference(door.endpoints)
         started = time.perf_counter()
         connection = http.client.HTTPConnection(door.endpoints.host, door.endpoints.http_port, timeout=10)
         connection.request("POST", f"/v2/models/{config.ENSEMBLE_MODEL}/infer", body=b"{}")
