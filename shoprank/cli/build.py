@@ -228,6 +228,7 @@ def distill(argv: list[str]) -> int:
 
 
 def repository(argv: list[str]) -> int:
+    from ..serving.head import has_head, head_dir
     from ..serving.triton.repository import TARGETS, build_repository
 
     parser = argparse.ArgumentParser(prog="shoprank repository", description="generate the Triton model repository")
@@ -247,9 +248,9 @@ def repository(argv: list[str]) -> int:
     except FileNotFoundError as exc:
         print(f"repository: {exc}", file=sys.stderr)
         return 1
-    head = (Path(repo) / config.SORTER_MODEL / "1" / "head").exists()
+    served_head = has_head(head_dir(Path(repo) / config.SORTER_MODEL / "1"))
     print(f"model repository {repo} ready for target {args.target} (engine {args.engine}"
-          f"{', scoring head' if head else ''})")
+          f"{', scoring head' if served_head else ''})")
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 HEAD_JSON = "head.json"
 HEAD_ARRAYS = "head.npz"
-LOGIT = "ce_logit"  # the first input of every head: the cross-encoder's logit
+HEAD_FOLDER = "head"  # in a model folder and in the served steps: the head and its lexical index
 
 
 @dataclass
@@ -27,10 +27,6 @@ class ScoringHead:
     weights: list[np.ndarray]               # per layer [in, out]; the last has out = 1
     biases: list[np.ndarray]                # per layer [out]
     meta: dict = field(default_factory=dict)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (LOGIT, *self.feature_names)
 
     def logits(self, ce_logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Final logits [N] for N pairs: ce_logits [N] or [N, 1], features [N, F]."""
@@ -71,6 +67,11 @@ class ScoringHead:
                 or head.weights[-1].shape[1] != 1:
             raise ValueError(f"{folder}: scoring head arrays do not fit its {len(names)} features")
         return head
+
+
+def head_dir(model_dir: str | Path) -> Path:
+    """Where a model's scoring head lives (written by `shoprank head`, served by the repository)."""
+    return Path(model_dir) / HEAD_FOLDER
 
 
 def has_head(folder: str | Path) -> bool:

@@ -225,8 +225,8 @@ def finetune(cfg: TrainConfig) -> dict:
 def _head_teacher_logits(teacher_dir: str, df) -> np.ndarray:
     """The teacher's scoring head over its out-of-fold logits of every training row."""
     from ..features.index import LexicalIndex
-    from ..serving.head import ScoringHead
-    from .head_build import frame_features, head_dir
+    from ..serving.head import ScoringHead, head_dir
+    from .head_build import frame_features
     from .oof import out_of_fold_logits
 
     folder = head_dir(teacher_dir)

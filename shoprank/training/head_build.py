@@ -24,16 +24,12 @@ from ..features.index import LexicalIndex
 from ..features.pairs import FEATURE_GROUPS, FEATURE_NAMES, pair_features
 from ..model_card import write_model_card
 from ..quality import metrics
+from ..serving.head import HEAD_FOLDER, head_dir
 from .head import HeadFit, choose_and_fit, fit_head
 from .oof import fold_dir, model_logits, out_of_fold_logits
 
-HEAD_DIR = "head"            # inside the model folder: head.json, head.npz, the lexical index
 MAX_NDCG_DROP = 0.0          # the head must not lose NDCG@10 against the cross-encoder alone
 LOGITS_CACHE = "head.logits.npz"  # beside the model: out-of-fold and validation logits
-
-
-def head_dir(model_dir: str | Path) -> Path:
-    return Path(model_dir) / HEAD_DIR
 
 
 def frame_features(index: LexicalIndex, df) -> np.ndarray:
@@ -114,7 +110,7 @@ def build_head(model_dir: str | Path, folds: int = 2, fit: HeadFit | None = None
                           "valid": result["head"]})
         head.save(out)
         index.save(out)
-        write_model_card(model_dir, head={"folder": HEAD_DIR, "architecture": head.meta["architecture"],
+        write_model_card(model_dir, head={"folder": HEAD_FOLDER, "architecture": head.meta["architecture"],
                                           "features": len(FEATURE_NAMES)})
     else:
         write_model_card(model_dir, head=None)

@@ -11,10 +11,10 @@ from shoprank.features.index import LexicalIndex
 from shoprank.features.pairs import FEATURE_NAMES, pair_features
 from shoprank.serving.client import RankClient
 from shoprank.serving.engine import OrtEngine
-from shoprank.serving.head import ScoringHead
+from shoprank.serving.head import ScoringHead, head_dir
 from shoprank.serving.tokenizer import PairEncoder
 from shoprank.training.head import HeadFit, fit_head
-from shoprank.training.head_build import frame_features, head_dir
+from shoprank.training.head_build import frame_features
 
 QUERY = "cordless drill 20v"
 TEXTS = ["DEWALT 20V MAX cordless drill kit", "white interior paint 1 gal.", "drill bit set",

@@ -33,8 +33,7 @@ from ...data.split import split_by_query
 from ...model_card import read_model_card
 from ...quality import metrics
 from ...quality.gate import MAX_NDCG_DROP, judge
-from ...serving.head import has_head
-from ...training.head_build import head_dir
+from ...serving.head import has_head, head_dir
 from ...training.model import default_base_model
 from ..fmt import fmt
 from .baselines import BM25_B, BM25_K1, RANDOM_SEEDS, bm25_scores, random_metrics, zero_shot_scores

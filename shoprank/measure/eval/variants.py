@@ -70,8 +70,8 @@ def head_variant(model_dir: Path, base: Variant, logits_of: Callable[[object], n
     scoring head on top, the features computed per query as the tokenizer step does."""
     from ...features.index import LexicalIndex
     from ...features.pairs import pair_features
-    from ...serving.head import ScoringHead
-    from ...training.head_build import frame_features, head_dir
+    from ...serving.head import ScoringHead, head_dir
+    from ...training.head_build import frame_features
 
     folder = head_dir(model_dir)
     head, index = ScoringHead.load(folder), LexicalIndex.load(folder)

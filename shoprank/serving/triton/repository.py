@@ -17,7 +17,7 @@ from string import Template
 
 from ... import config
 from ...model_card import model_max_length
-from ..head import ScoringHead, has_head
+from ..head import HEAD_FOLDER, ScoringHead, has_head, head_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
 TARGETS = ("python", "onnxruntime", "tensorrt")
@@ -27,7 +27,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 SOURCE_REPOSITORY = config.PROJECT_ROOT / "model_repository"  # where the committed model.py files live
 TRITON_DTYPE = {"int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 VERSION_META = "version.json"      # beside each ranker version: where it came from, its gate
-HEAD_FOLDER = "head"               # a model's scoring head and lexical index (training.head_build)
 
 
 def _tensors(dims: str) -> str:
@@ -120,7 +119,7 @@ def build_repository(model_dir: str | Path, engine: str | Path, repo: str | Path
     if not engine.exists():
         raise FileNotFoundError(f"engine {engine} not found: build it first (make onnx / make int8 / make engine)")
     max_length = model_max_length(model_dir)
-    head_source = model_dir / HEAD_FOLDER
+    head_source = head_dir(model_dir)
     has = has_head(head_source)
     if head and not has:
         raise FileNotFoundError(f"{model_dir} has no scoring head in {head_source}: run `shoprank head` first")
@@ -134,7 +133,7 @@ def build_repository(model_dir: str | Path, engine: str | Path, repo: str | Path
         (model_path / "config.pbtxt").write_text(render(name, target, max_length, head_features=features,
                                                         **render_kwargs))
     for name in (config.TOKENIZER_MODEL, config.SORTER_MODEL):  # index for one, head for the other
-        served = repo / name / str(version) / HEAD_FOLDER
+        served = head_dir(repo / name / str(version))
         shutil.rmtree(served, ignore_errors=True)
         if features:
             shutil.copytree(head_source, served)

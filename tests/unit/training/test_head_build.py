@@ -9,10 +9,10 @@ import pytest
 
 from shoprank.data.split import fold_of, model_pairs
 from shoprank.model_card import read_model_card
-from shoprank.serving.head import has_head
+from shoprank.serving.head import has_head, head_dir
 from shoprank.training.finetune import TrainConfig, _head_teacher_logits, finetune
 from shoprank.training.head import HeadFit
-from shoprank.training.head_build import LOGITS_CACHE, build_head, head_dir
+from shoprank.training.head_build import LOGITS_CACHE, build_head
 from shoprank.training.model import build_tiny_model
 from shoprank.training.oof import fold_dir
 from tests.conftest import TEST_MAX_LENGTH
