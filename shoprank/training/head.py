@@ -73,9 +73,10 @@ def fit_head(ce_logits: np.ndarray, features: np.ndarray, labels: np.ndarray, fe
                        {"hidden": list(hidden), "loss": fit.loss, "epochs": fit.epochs})
 
 
-def query_metrics(df, probs: np.ndarray) -> dict:
-    """NDCG@10, MRR and RMSE on the 1..3-like scale of the data (via metrics.evaluate)."""
-    return metrics.evaluate(df, np.asarray(probs, np.float64))
+def probability(logits: np.ndarray) -> np.ndarray:
+    """σ(logits) in float64 without overflow for large |logit| (a poorly fit head's can be huge);
+    serving.engine.sigmoid is the served path's float32 one."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, np.float64)))
 
 
 def choose_and_fit(train_df, oof_logits: np.ndarray, features: np.ndarray, feature_names: tuple[str, ...],
@@ -88,13 +89,13 @@ def choose_and_fit(train_df, oof_logits: np.ndarray, features: np.ndarray, featu
     labels = train_df["label"].to_numpy(np.float32)
     held = train_df[inner].reset_index(drop=True)
     held.attrs = dict(train_df.attrs)
-    table = {"logit alone": query_metrics(held, 1 / (1 + np.exp(-oof_logits[inner])))}
+    table = {"logit alone": metrics.evaluate(held, probability(oof_logits[inner]))}
     best = None
     for name, hidden in architectures.items():
         started = time.time()
         head = fit_head(oof_logits[~inner], features[~inner], labels[~inner], feature_names, hidden, fit)
-        probs = 1 / (1 + np.exp(-head.logits(oof_logits[inner], features[inner])))
-        table[name] = {**query_metrics(held, probs), "fit_s": round(time.time() - started, 1)}
+        probs = probability(head.logits(oof_logits[inner], features[inner]))
+        table[name] = {**metrics.evaluate(held, probs), "fit_s": round(time.time() - started, 1)}
         if best is None or table[name]["ndcg@10"] > table[best]["ndcg@10"]:
             best = name
     head = fit_head(oof_logits, features, labels, feature_names, architectures[best], fit)

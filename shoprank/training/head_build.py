@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..data.split import model_pairs, query_groups
 from ..features.index import LexicalIndex
@@ -25,7 +26,7 @@ from ..features.pairs import FEATURE_GROUPS, FEATURE_NAMES, pair_features
 from ..model_card import write_model_card
 from ..quality import metrics
 from ..serving.head import HEAD_FOLDER, head_dir
-from .head import HeadFit, choose_and_fit, fit_head
+from .head import HeadFit, choose_and_fit, fit_head, probability
 from .oof import fold_dir, model_logits, out_of_fold_logits
 
 MAX_NDCG_DROP = 0.0          # the head must not lose NDCG@10 against the cross-encoder alone
@@ -57,10 +58,6 @@ def _logits(model_dir: Path, train, valid, folds: int) -> tuple[np.ndarray, np.n
     return oof, ce_valid
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -np.asarray(x, np.float64)))  # no overflow for large |x|
-
-
 def _summary(m: dict) -> dict:
     keys = ("ndcg@10", "mrr", "p@5", "auc", "rmse_grade", "rmse_label")
     return {k: (round(m[k], 4) if isinstance(m.get(k), float) else m.get(k)) for k in keys}
@@ -72,7 +69,7 @@ def build_head(model_dir: str | Path, folds: int = 2, fit: HeadFit | None = None
     started, fit = time.time(), fit or HeadFit()
     model_dir = Path(model_dir)
     train, valid = model_pairs(model_dir, "train"), model_pairs(model_dir, "valid")
-    catalog = model_pairs(model_dir, "all")["text"].drop_duplicates().tolist()
+    catalog = pd.unique(np.concatenate([train["text"].to_numpy(), valid["text"].to_numpy()])).tolist()
     index = LexicalIndex.fit(catalog, train["query"].drop_duplicates().tolist())
     timings = {}
     t = time.time()
@@ -83,7 +80,7 @@ def build_head(model_dir: str | Path, folds: int = 2, fit: HeadFit | None = None
     timings["logits_s"] = round(time.time() - t, 1)
 
     head, choice = choose_and_fit(train, oof, f_train, FEATURE_NAMES, fit)
-    p_ce, p_head = _sigmoid(ce_valid), _sigmoid(head.logits(ce_valid, f_valid))
+    p_ce, p_head = probability(ce_valid), probability(head.logits(ce_valid, f_valid))
     result = {"cross-encoder": _summary(metrics.evaluate(valid, p_ce)),
               "head": _summary(metrics.evaluate(valid, p_head)),
               "random": {"ndcg@10": metrics.random_baseline(valid)}}
@@ -96,7 +93,7 @@ def build_head(model_dir: str | Path, folds: int = 2, fit: HeadFit | None = None
         keep = [i for i, n in enumerate(FEATURE_NAMES) if n not in names]
         reduced = fit_head(oof, f_train[:, keep], train["label"].to_numpy(np.float32),
                            tuple(FEATURE_NAMES[i] for i in keep), hidden, fit)
-        p = _sigmoid(reduced.logits(ce_valid, f_valid[:, keep]))
+        p = probability(reduced.logits(ce_valid, f_valid[:, keep]))
         m = metrics.evaluate(valid, p)
         ablation[f"without {group}"] = {"ndcg@10": round(m["ndcg@10"], 4), "rmse_grade": round(m["rmse_grade"], 4)
                                         if m.get("rmse_grade") is not None else None,
