@@ -32,7 +32,7 @@ from pathlib import Path
 from .. import config
 from . import processes
 from .admin import ADMIN_HEADER
-from .processes import pid_alive, terminate_pid, wait_until, work_folder
+from .processes import pid_in_file, stop_pid_file, wait_until, work_folder
 from .server import Endpoints, free_ports
 
 TEMPLATE = Path(__file__).parent / "templates" / "gateway.conf"
@@ -228,18 +228,10 @@ def run_gateway(upstream: Endpoints, public: Endpoints | None = None, work_dir: 
             stop_process(proc)
 
 
-def _running_pid() -> int | None:
-    try:
-        pid = int(PID_FILE.read_text())
-    except (OSError, ValueError):
-        return None
-    return None if not pid_alive(pid) else pid
-
-
 # --- make serve / stop: one background gateway per checkout ------------------------------------------
 def serve(upstream: Endpoints, public: Endpoints, limits: Limits | None = None) -> None:
     """Start the background gateway on `public` in front of Triton on `upstream` (already running)."""
-    pid = _running_pid()
+    pid = pid_in_file(PID_FILE)
     if pid is not None:
         print(f"gateway already running (pid {pid}); `make stop` first")
         return
@@ -254,11 +246,5 @@ def serve(upstream: Endpoints, public: Endpoints, limits: Limits | None = None) 
 
 
 def stop() -> None:
-    pid = _running_pid()
-    if pid is None:
-        PID_FILE.unlink(missing_ok=True)
-        print("gateway not running")
-        return
-    terminate_pid(pid, timeout=10)
-    PID_FILE.unlink(missing_ok=True)
-    print(f"gateway stopped (pid {pid})")
+    pid = stop_pid_file(PID_FILE, timeout=10)
+    print("gateway not running" if pid is None else f"gateway stopped (pid {pid})")

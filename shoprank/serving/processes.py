@@ -108,3 +108,27 @@ def terminate_pid(pid: int, timeout: float = 20) -> None:
         time.sleep(0.25)
     if pid_alive(pid):
         _kill_group_or_process(pid)
+
+
+def pid_in_file(pid_file: Path, program: str | None = None) -> int | None:
+    """The pid a pid file names while that process runs; with `program`, only while its command
+    is that program (a pid reused by another process after a crash does not count)."""
+    try:
+        pid = int(Path(pid_file).read_text())
+        if program is not None:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            if Path(command.decode(errors="replace")).name != program:
+                return None
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def stop_pid_file(pid_file: Path, program: str | None = None, timeout: float = 20) -> int | None:
+    """Stop the process a pid file names (when it runs) and remove the file: the pid stopped, or
+    None when nothing ran."""
+    pid = pid_in_file(pid_file, program)
+    if pid is not None:
+        terminate_pid(pid, timeout)
+    Path(pid_file).unlink(missing_ok=True)
+    return pid

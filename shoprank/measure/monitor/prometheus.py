@@ -20,7 +20,7 @@ from string import Template
 
 from ... import config
 from ...serving import server as triton_server
-from ...serving.processes import answers_ok, pid_alive, stop_process, terminate_pid, wait_until, work_folder
+from ...serving.processes import answers_ok, pid_in_file, stop_pid_file, stop_process, wait_until, work_folder
 from ...serving.server import Endpoints, free_ports
 
 MONITORING_DIR = config.PROJECT_ROOT / "monitoring"
@@ -137,22 +137,12 @@ def run_prometheus(triton: Endpoints, work_dir: str | Path | None = None, port: 
             stop_process(proc)
 
 
-def _running_pid() -> int | None:
-    """The pid in PID_FILE if that process is still a prometheus (not a reused pid)."""
-    try:
-        pid = int(PID_FILE.read_text())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except (OSError, ValueError):
-        return None
-    return pid if Path(command.decode(errors="replace")).name == "prometheus" and pid_alive(pid) else None
-
-
 # --- make monitor / monitor-stop: one background Prometheus per checkout -----------------------------
 def start_background(triton: Endpoints, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
                      scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> str:
     """Start Prometheus in the background (config, data and log in RUN_DIR); returns its URL."""
     url = f"http://{host}:{port}"
-    pid = _running_pid()
+    pid = pid_in_file(PID_FILE, "prometheus")
     if pid is not None:
         print(f"prometheus already running (pid {pid}); `make monitor-stop` first")
         return url
@@ -176,11 +166,6 @@ def start_background(triton: Endpoints, port: int = DEFAULT_PORT, host: str = "1
 
 
 def stop_background() -> None:
-    pid = _running_pid()
-    if pid is None:
-        PID_FILE.unlink(missing_ok=True)
-        print("prometheus not running (no live pid in the pid file)")
-        return
-    terminate_pid(pid)
-    PID_FILE.unlink(missing_ok=True)
-    print(f"prometheus stopped (pid {pid}); its data stays in {RUN_DIR / 'data'}")
+    pid = stop_pid_file(PID_FILE, "prometheus")
+    print("prometheus not running (no live pid in the pid file)" if pid is None else
+          f"prometheus stopped (pid {pid}); its data stays in {RUN_DIR / 'data'}")
