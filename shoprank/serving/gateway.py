@@ -158,6 +158,9 @@ def start(upstream: Endpoints, public: Endpoints, work_dir: Path = WORK_DIR, lim
     if nginx is None:
         raise RuntimeError("no nginx: install it with `make system` (Debian package nginx-light)")
     work_dir = Path(work_dir).resolve()
+    # Made here: when its parents are closed to others the spool folder lives elsewhere (temp_dir),
+    # so nothing else creates the work folder of `make serve`.
+    work_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path or work_dir / "error.log").resolve()
     conf = work_dir / "nginx.conf"
     conf.write_text(render_config(upstream, public, work_dir, limits, pid_file, log_path))

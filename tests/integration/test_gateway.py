@@ -332,11 +332,16 @@ def test_the_gateway_is_stopped_when_the_block_raises(server):
     assert not gateway.is_answering(endpoints)
 
 
-def test_serve_and_stop_run_a_background_gateway_with_a_pid_file(server, monkeypatch):
-    with tempfile.TemporaryDirectory() as run_dir:
-        gateway.Path(run_dir).chmod(0o755)  # as .run/ is: nginx's workers may pass through
+@pytest.mark.parametrize("checkout_mode", [0o755, 0o700])
+def test_serve_and_stop_run_a_background_gateway_with_a_pid_file(server, monkeypatch, checkout_mode):
+    """In a checkout open to others, and in one closed to them (a clone made in a `mktemp -d`
+    folder): there the spool folder moves to /tmp and nothing else makes the work folder."""
+    with tempfile.TemporaryDirectory() as checkout:
+        gateway.Path(checkout).chmod(checkout_mode)
+        run_dir = gateway.Path(checkout) / ".run"
+        run_dir.mkdir(mode=0o755)  # as .run/ is: nginx's workers may pass through
         for name, file in (("PID_FILE", "gateway.pid"), ("LOG_FILE", "gateway.log"), ("WORK_DIR", "gateway")):
-            monkeypatch.setattr(gateway, name, gateway.Path(run_dir) / file)
+            monkeypatch.setattr(gateway, name, run_dir / file)
         http_port, grpc_port = gateway.free_ports(2)
         public = gateway.Endpoints("127.0.0.1", http_port, grpc_port, 0)
         gateway.serve(server, public)
