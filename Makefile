@@ -78,8 +78,10 @@ onnx: venv  ## export $(MODEL) to ONNX FP32, checked against PyTorch
 int8: venv  ## ONNX Runtime INT8 (per-row activation scales: isolated scores) from the FP32 ONNX, gated on validation NDCG@10
 	$(SHOPRANK) int8 --model "$(MODEL)" --fp32 "$(ONNX_DIR)/model.fp32.onnx" --out "$(ONNX_DIR)/model.int8.onnx"
 
-repository: venv  ## generate model_repository/ for TARGET=python|onnxruntime|tensorrt with ENGINE=int8|fp32
-	$(SHOPRANK) repository --model "$(MODEL)" --engine "$(ENGINE_FILE)" --target $(TARGET)
+repository: venv  ## generate model_repository/ for TARGET: the fastest gated variant (distilled student INT8, else full INT8), or ENGINE=int8|fp32
+	$(SHOPRANK) repository --model "$(MODEL)" --target $(TARGET) \
+		$(if $(filter command line environment,$(origin ENGINE)),--engine "$(ENGINE_FILE)",--engine auto \
+		--onnx-dir "$(ONNX_DIR)" --student-engine "$(DISTILLED_INT8)")
 
 serve: venv  ## start tritonserver in the background on $(HOST) and wait until ready
 	$(SHOPRANK) serve $(SERVER_ARGS)
@@ -152,6 +154,11 @@ head-bench: venv  ## served rank-50 p50 with $(MODEL)'s scoring head vs without,
 compare: venv  ## trained models MODELS="a b ..." on the first one's validation split, each vs the first (NDCG 95% CI)
 	$(SHOPRANK) compare $(MODELS)
 
+.PHONY: cache-bench
+cache-bench: venv  ## head-heavy (Zipf) traffic, the served model with and without Triton's response cache, side by side -> reports/cache_bench.md
+	$(SHOPRANK) cache-bench --model "$(MODEL)" --onnx-dir "$(ONNX_DIR)" \
+		$$(test -f "$(DISTILLED_INT8)" && echo --engine "l$(LAYERS)-int8=$(DISTILLED_INT8)") $(CACHE_BENCH_ARGS)
+
 .PHONY: isolation
 isolation: venv  ## does a pair's score depend on the rows it shares an engine call with? INT8 per-tensor/per-row/static vs FP32 -> reports/isolation.md
 	@test -f "$(ONNX_DIR)/model.fp32.onnx" || $(MAKE) --no-print-directory onnx
@@ -203,6 +210,86 @@ dashboard: venv  ## the last DASHBOARD_MINUTES (15) from make monitor's Promethe
 
 monitor-demo: venv system  ## end to end on free ports: server + Prometheus + MONITOR_SECONDS of traffic (bad requests too) + dashboard
 	$(SHOPRANK) monitor demo --seconds $(MONITOR_SECONDS)
+
+# --- beyond one machine (docs/kubernetes.md, docs/capacity.md) ------------------------------------------
+N           ?= 2
+REPLICAS_ARGS ?=
+CORE_HOUR_USD ?= 0.04
+CAPACITY_ARGS ?=
+
+.PHONY: manifests
+manifests: venv system  ## render deploy/kubernetes/ overlays (cpu, gpu, kserve) with kubectl kustomize, validate offline -> .run/manifests
+	$(SHOPRANK) manifests --out .run/manifests
+
+.PHONY: replicas
+replicas: venv system  ## N (2) tritonserver replicas behind HAProxy: balancer cost, rolling update + a killed replica under load -> reports/replicas.md
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
+	$(SHOPRANK) replicas --replicas $(N) --model "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx" \
+		--next-engine "$(ONNX_DIR)/model.fp32.onnx" $(REPLICAS_ARGS)
+
+.PHONY: capacity
+capacity: venv  ## measure each served variant's CPU per rank-50 request -> docs/capacity.md (pods for 2,000 req/s, $ per million at CORE_HOUR_USD)
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
+	$(SHOPRANK) capacity --measure --model "$(MODEL)" --core-hour-usd $(CORE_HOUR_USD) $(CAPACITY_ARGS)
+
+# --- catalog, business rules, conversion-aware ordering (docs/conversion.md, docs/simulator.md) -------
+CATALOG ?=
+
+.PHONY: catalog
+catalog: venv  ## product catalog for CANDIDATE_IDS -> artifacts/catalog/catalog.sqlite: CATALOG=path (CSV/Parquet), else the example (Home Depot titles or synthetic products + generated attributes); reloads live
+	$(if $(CATALOG),$(SHOPRANK) catalog load "$(CATALOG)",$(SHOPRANK) catalog example)
+
+.PHONY: catalog-bench
+catalog-bench: venv  ## lookup of 1,000 ids in the catalog: p50/p99 vs 3 ms -> reports/catalog_lookup.json
+	@test -f artifacts/catalog/catalog.sqlite || $(MAKE) --no-print-directory catalog
+	$(SHOPRANK) catalog bench
+
+.PHONY: conversion
+conversion: venv  ## simulated shoppers, 3 seeds: relevance vs expected value vs + rules: revenue, CTR, NDCG, stock, brands -> reports/conversion.md + PNG
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
+	$(SHOPRANK) conversion --model-dir "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx"
+
+.PHONY: rules-bench
+rules-bench: venv  ## sorter inside Triton: all rules at N=1000 (p99 vs 2 ms); rank-50 without rules vs git HEAD -> reports/rules_bench.json
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
+	@test -f artifacts/catalog/catalog.sqlite || $(MAKE) --no-print-directory catalog
+	$(SHOPRANK) rules-bench --model-dir "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx"
+
+# --- explanations: "why this order?" (docs/explanations.md) -----------------------------------------
+EXPLAIN_QUERY ?=
+EXPLAIN_PRODUCTS ?=
+EXPLAIN_ARGS ?=
+
+.PHONY: explain
+explain: venv  ## why this order? words shaded by attribution from the running server (EXPLAIN_QUERY="..." EXPLAIN_PRODUCTS='"a" "b"', else the demo example) -> reports/explain.html
+	$(SHOPRANK) explain --url $(HOST):$(GRPC_PORT) --html reports/explain.html $(if $(EXPLAIN_QUERY),--query "$(EXPLAIN_QUERY)" $(EXPLAIN_PRODUCTS),--example) $(EXPLAIN_ARGS)
+
+.PHONY: explain-report
+explain-report: venv  ## occlusion (served) vs integrated gradients on 200 real pairs: agreement, deletion curves vs random, cost -> reports/explanations.md + json
+	$(SHOPRANK) explain-report $(EXPLAIN_ARGS)
+
+# --- personalization (docs/personalization.md) -------------------------------------------------------
+PERSONALIZE_ARGS ?=
+
+.PHONY: personalize
+personalize: venv  ## simulated shoppers -> logs -> late fusion vs behaviour-as-text (3 seeds) -> reports/personalization.md + PNG; installs the personal head
+	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
+	$(SHOPRANK) personalize --model "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx" --latency --install $(PERSONALIZE_ARGS)
+
+.PHONY: personal-head
+personal-head: venv  ## the late-fusion personal head only, from one short simulated seed (what make demo serves)
+	$(SHOPRANK) personalize --model "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx" --seeds 7 --designs fusion \
+		--days 8 --test-from-day 6 --per-category 8 --install --work-dir "$(ARTIFACTS)/personalize/head" \
+		--report-dir "$(ARTIFACTS)/personalize/head" >/dev/null && echo "personal head installed in $(MODEL)/personal"
+
+.PHONY: query-shoppers
+query-shoppers: venv  ## against the running server: simulated shoppers' logs -> profile store -> one query for two shoppers + anonymous
+	$(SHOPRANK) personal-demo --url $(HOST):$(GRPC_PORT)
+
+.PHONY: forget
+forget: venv  ## right to erasure: USER_ID=id -> the shopper's profile and feedback rows deleted
+	@test -n "$(USER_ID)" || { echo "forget: say whom, USER_ID=..."; exit 2; }
+	$(SHOPRANK) forget "$(USER_ID)" --feedback-db "$(FEEDBACK_DB)"
 
 clean:  ## remove built artifacts and generated repository files (keeps .venv)
 	-$(SHOPRANK) stop 2>/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make gpu-check`: the GPU production path end to end, on an NVIDIA GPU host with TensorRT and a
-# tritonserver that has the TensorRT backend (NVIDIA's container: nvcr.io/nvidia/tritonserver:<yy.mm>-py3).
+# tritonserver that has the TensorRT backend (NVIDIA's container: `python -m shoprank.container image`).
 #
 # For each of FP16 and INT8: build the plan (polygraphy gate against ONNX Runtime inside),
 # generate its own model repository, serve it with tritonserver from PATH, check the served
@@ -20,20 +20,29 @@ SUMMARY="$OUT/summary.txt"
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "TensorRT, GPU and tritonserver"
+step "Python (the pinned requirements and the Python models need >= $("$PY" -m shoprank.container min-python))"
+# First, before anything is built: an older Python (e.g. a Triton container before 24.12) fails
+# later and obscurely (transformers, onnxruntime, contextlib.chdir). The facts: shoprank/container.py.
 "$PY" -c 'import sys
-from shoprank.convert.tensorrt_env import require_tensorrt
+from shoprank.container import python_problem
+problem = python_problem(sys.version_info)
+sys.exit(f"gpu-check: {problem}") if problem else print("Python", sys.version.split()[0], "ok")' || exit 3
+
+step "TensorRT, GPU and tritonserver"
+# require_tensorrt also compares the pip TensorRT with the server's libnvinfer: a plan built by
+# another version fails only when Triton loads it.
+"$PY" -c 'import sys
+from shoprank.convert.tensorrt_env import libnvinfer_versions, require_tensorrt
 from shoprank.errors import TensorRTUnavailable
 try:
-    print("TensorRT (python)", require_tensorrt().__version__)
+    print("TensorRT (python)", require_tensorrt().__version__, "| libnvinfer (server)",
+          ", ".join(libnvinfer_versions()) or "not found")
 except TensorRTUnavailable as exc:
     sys.exit(f"gpu-check: {exc}")' || exit 3
 command -v tritonserver >/dev/null || {
-  echo "no tritonserver on PATH: run inside nvcr.io/nvidia/tritonserver:<yy.mm>-py3 (its TensorRT backend serves the plan)" >&2
+  echo "no tritonserver on PATH: run inside $("$PY" -m shoprank.container image) (its TensorRT backend serves the plan)" >&2
   exit 3; }
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-# A plan loads only in the TensorRT that built it: show the server's libnvinfer beside the python one.
-(dpkg-query -W -f='libnvinfer (tritonserver) ${Version}\n' 'libnvinfer10' 2>/dev/null || true)
 [ -f "$MODEL/config.json" ] || { echo "no fine-tuned model at $MODEL: make finetune (or make demo) first" >&2; exit 2; }
 [ -f artifacts/onnx/model.fp32.onnx ] || "$SHOPRANK" onnx --model "$MODEL"
 

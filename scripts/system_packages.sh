@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the tests and make targets use (Prometheus + promtool, nginx as the front door).
+# Debian packages the tests and make targets use (Prometheus + promtool, nginx as the front door,
+# redis-server for the shopper profile store, haproxy for `make replicas`, kubectl to render
+# deploy/kubernetes/, chromium to render the explanation page in a test).
 # Installs only what is missing; without root (or sudo) or apt-get it prints what is missing and
 # exits 0, so the tests that need a package skip with the reason instead.
 set -uo pipefail
-declare -A PACKAGE_OF=([prometheus]=prometheus [promtool]=prometheus [nginx]=nginx-light)
+declare -A PACKAGE_OF=([prometheus]=prometheus [promtool]=prometheus [nginx]=nginx-light [redis-server]=redis-server [haproxy]=haproxy [kubectl]=kubernetes-client [chromium]=chromium)
 missing=()
 for tool in "${!PACKAGE_OF[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${PACKAGE_OF[$tool]}")

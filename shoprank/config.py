@@ -50,6 +50,10 @@ MAX_CANDIDATES = 1000  # per request; also the ranker's max_batch_size floor
 # Benchmark and latency workloads: one query with this many real product texts.
 WORKLOAD_SIZES = {"rank-50": 50, "rank-200": 200}
 RANK50 = WORKLOAD_SIZES["rank-50"]
+# Head-heavy traffic (make bench, load tests): the r-th most popular query is sent with probability
+# proportional to 1 / r**ZIPF_EXPONENT (shoprank.data.requests.RequestPool.head_heavy); about 1
+# for search query logs: the top 1% of Home Depot's 9,423 queries then get ~53% of requests.
+ZIPF_EXPONENT = _env("ZIPF_EXPONENT", 1.0)
 
 # --- Engine tensor contract (ONNX, TensorRT and the Triton ranker share it) ------------------
 ENGINE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -67,10 +71,32 @@ CANDIDATES = "CANDIDATES"  # BYTES [-1], product texts
 TOP_K = "TOP_K"            # INT32 [1]; 0 means all candidates
 INDICES = "INDICES"        # INT32 [-1], positions in CANDIDATES, best first
 SCORES = "SCORES"          # FP32 [-1], click probabilities, same order as INDICES
+# Optional (docs/conversion.md, "Optional inputs"): product ids resolved against the catalog,
+# business rules, and what rules add to the response (absent unless asked for).
+CANDIDATE_IDS = "CANDIDATE_IDS"  # BYTES [-1], instead of or beside CANDIDATES
+RULES = "RULES"                  # BYTES [1], JSON (shoprank.serving.rules)
+FINAL_SCORES = "FINAL_SCORES"    # FP32 [-1], the score rules ordered by (with RULES only)
+TRACE = "TRACE"                  # BYTES [1], JSON per returned item (RULES {"trace": true})
+RANDOMIZED = "RANDOMIZED"        # BOOL [1], the page was shuffled for exploration (RULES explore)
+ATTRIBUTES = "ATTRIBUTES"        # FP64 [N, A] tokenizer -> sorter, catalog attributes (ids only)
+# Optional, the shopper (docs/personalization.md): an opaque id looked up in the profile store,
+# and recent behaviour the caller sends; without them a request is ranked as before.
+USER_ID = "USER_ID"              # BYTES [1]
+USER_CONTEXT = "USER_CONTEXT"    # BYTES [-1], most recent first
+# With a personal head: the shopper's behaviour features per candidate, tokenizer -> sorter,
+# FP32 [N, B]; all zeros for a cold start, which the sorter scores exactly as without the head.
+BEHAVIOUR = "BEHAVIOUR"
+# Where the served path looks USER_ID up (shoprank.serving.profiles: a path, sqlite:///path or
+# redis://host:port/db); `shoprank profiles feed` fills it from the feedback log.
+PROFILE_STORE = _env("PROFILE_STORE", str(ARTIFACTS_DIR / "profiles" / "profiles.sqlite"))
 # Names of the tensors between ensemble steps (tokenizer -> ranker -> sorter).
 RANKER_LOGITS = "LOGITS"
 # With a scoring head (shoprank.serving.head): each pair's features, tokenizer -> sorter, FP32 [N, F].
 FEATURES = "FEATURES"
+# "Why this order?" (shoprank.explain): the `explain` model beside the ensemble, asked only on demand.
+EXPLAIN_MODEL = "explain"
+EXPLANATIONS = "EXPLANATIONS"  # BYTES [N]: one JSON document per candidate, in CANDIDATES order
+EXPLAIN_MAX_CANDIDATES = 10    # each candidate costs one scored pair per word, so explain a page, not a list
 RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may hold
 # A request waits at most this long for others to merge with. Busy instances make requests queue
 # (and merge) anyway; a long delay only adds to every lone request. The measured effect of this
@@ -104,6 +130,12 @@ HTTP_PORT = _env("HTTP_PORT", 8000)
 GRPC_PORT = _env("GRPC_PORT", 8001)
 METRICS_PORT = _env("METRICS_PORT", 8002)
 SERVER_START_TIMEOUT_S = 180
+# Triton's response cache for head traffic (docs/caching.md): the ranker's logits for a repeated
+# request. Key: the ranker version + the token ids, and every step after the ranker runs per
+# request, so a swap, a new catalog or new rules never serve a stale page. Bounded, least recently
+# used out first; 0 turns it off. On for `make serve`; off for run_triton unless asked for
+# (tests and benchmarks measure the model).
+RESPONSE_CACHE_BYTES = _env("RESPONSE_CACHE_BYTES", 64 * 1024 * 1024)
 # `make serve`'s public front door (the gateway below): the only ports to expose beyond this
 # machine; Triton's own ports (above) stay on loopback for the project's tools.
 PUBLIC_HOST = _env("PUBLIC_HOST", "127.0.0.1")

@@ -7,6 +7,7 @@ quality gate, or a mistake in the data given (errors.DataError: one line from sh
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -233,24 +234,56 @@ def repository(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="shoprank repository", description="generate the Triton model repository")
     parser.add_argument("--model", default=str(config.MODEL_DIR), help="fine-tuned HF folder")
-    parser.add_argument("--engine", required=True, help="ONNX file or TensorRT plan for the ranker")
+    parser.add_argument("--engine", required=True,
+                        help="ONNX file or TensorRT plan for the ranker; 'auto': the fastest variant that passed "
+                             "its quality gate (the distilled student's INT8, else the full INT8)")
+    parser.add_argument("--onnx-dir", default=str(config.ONNX_DIR), help="with --engine auto: the model's engines")
+    parser.add_argument("--student-engine", default=str(config.ARTIFACTS_DIR / "onnx-l3" / "model.int8.onnx"),
+                        help="with --engine auto: the distilled student's INT8 (make distill)")
     parser.add_argument("--repo", default=str(config.MODEL_REPOSITORY))
     parser.add_argument("--target", default="python", choices=TARGETS)
     parser.add_argument("--ranker-instances", type=int, default=config.RANKER_INSTANCES)
     parser.add_argument("--tokenizer-instances", type=int, default=config.TOKENIZER_INSTANCES)
     parser.add_argument("--head", default="auto", choices=("auto", "on", "off"),
                         help="serve the model's scoring head (auto: when `shoprank head` installed one)")
+    parser.add_argument("--personal", default="auto", choices=("auto", "on", "off"),
+                        help="serve the personal head (USER_ID / USER_CONTEXT; auto: when `make personalize` "
+                             "installed one in --model's folder)")
     args = parser.parse_args(argv)
+    from ..serving.personal import personal_dir
+
+    personal_head = personal_dir(args.model)  # trained on --model's logits, also beside a distilled student
+    choice = None
+    if args.engine == "auto":
+        from ..convert.served import choose_served
+
+        if args.target == "tensorrt":
+            parser.error("--engine auto chooses among ONNX engines; TARGET=tensorrt serves a plan (make engine)")
+        try:
+            choice = choose_served(args.model, args.onnx_dir, args.student_engine)
+        except FileNotFoundError as exc:
+            print(f"repository: {exc}", file=sys.stderr)
+            return 1
+        args.model, args.engine = choice["model"], choice["engine"]
     try:
         repo = build_repository(args.model, args.engine, args.repo, args.target,
                                 head={"auto": None, "on": True, "off": False}[args.head],
+                                personal={"auto": None, "on": True, "off": False}[args.personal],
+                                personal_head=personal_head,
                                 ranker_instances=args.ranker_instances, tokenizer_instances=args.tokenizer_instances)
     except FileNotFoundError as exc:
         print(f"repository: {exc}", file=sys.stderr)
         return 1
+    from ..convert.served import SERVED_FILE
+
     served_head = has_head(head_dir(Path(repo) / config.SORTER_MODEL / "1"))
+    served_personal = has_head(Path(repo) / config.SORTER_MODEL / "1" / personal_head.name)
     print(f"model repository {repo} ready for target {args.target} (engine {args.engine}"
-          f"{', scoring head' if served_head else ''})")
+          f"{', scoring head' if served_head else ''}{', personal head' if served_personal else ''})")
+    choice = choice or {"variant": "as asked", "engine": args.engine, "model": args.model,
+                        "why": "the engine given (--engine / make repository ENGINE=)"}
+    (Path(repo) / config.RANKER_MODEL / SERVED_FILE).write_text(json.dumps(choice, indent=2))
+    print(f"serving the {choice['variant']} ({choice['engine']}): {choice['why']}")
     return 0
 
 

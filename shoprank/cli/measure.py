@@ -236,7 +236,14 @@ def loadtest(argv: list[str]) -> int:
         parser.add_argument(f"--p{q}-ms", type=float, help=f"override the profile's p{q} target")
     parser.add_argument("--max-failure-rate", type=float)
     parser.add_argument("--name", help="report folder name (default: the profile's)")
+    parser.add_argument("--zipf", type=float, default=0.0,
+                        help="head-heavy traffic: Zipf exponent of query popularity (e.g. 1.0), fixed candidates "
+                             "per query; 0 = every query alike")
+    parser.add_argument("--response-cache", type=int, default=0, metavar="BYTES",
+                        help="a server this command starts gets Triton's response cache of this size (0 = none)")
     args = parser.parse_args(argv)
+    if args.zipf < 0 or args.response_cache < 0:
+        parser.error("--zipf and --response-cache must be >= 0")
     profile, pool, endpoints, out = _load_setup(args)
     overrides = {f"p{q}_ms": getattr(args, f"p{q}_ms") for q in (50, 95, 99)}
     overrides["max_failure_rate"] = args.max_failure_rate
@@ -246,11 +253,13 @@ def loadtest(argv: list[str]) -> int:
     if args.users:
         profile = replace(profile, users=args.users, spawn_rate=max(profile.spawn_rate, args.users))
     try:
-        with ensure_server(endpoints, Path(args.repo), Path(args.run_dir) if args.run_dir else None) as pid:
+        with ensure_server(endpoints, Path(args.repo), Path(args.run_dir) if args.run_dir else None,
+                           cache_bytes=args.response_cache) as pid:
             warm_up(endpoints, profile, pool)
             if args.capacity:
                 return 0 if run_capacity(profile, endpoints, out, pid)["capacity"] else 1
-            result = run_locust(profile, endpoints, out, name=args.name, server_pid=pid)
+            result = run_locust(profile, endpoints, out, name=args.name, server_pid=pid,
+                                options=["--zipf", str(args.zipf)] if args.zipf else ())
     except FileNotFoundError as exc:  # no server and no repository to start one from
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -455,4 +464,37 @@ def head_bench(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(config.REPORTS_DIR / "head_latency.json"))
     args = parser.parse_args(argv)
     head_cost(args.model, args.engine, args.requests, args.candidates, args.data, args.out)
+    return 0
+
+
+def cache_bench(argv: list[str]) -> int:
+    """`make cache-bench`: head-heavy (Zipf) traffic against two servers of the same model, with
+    and without Triton's response cache, side by side -> reports/cache_bench.{md,json}."""
+    from ..measure.bench.cache import head_heavy, write
+    from ..measure.bench.run import served_engine
+
+    parser = argparse.ArgumentParser(prog="shoprank cache-bench", description=cache_bench.__doc__)
+    parser.add_argument("--model", default=str(config.MODEL_DIR))
+    parser.add_argument("--engine", action="append", default=[], metavar="NAME=ONNX",
+                        help="the served engine (default: the distilled l<N>-int8 when given, else int8)")
+    parser.add_argument("--onnx-dir", default=str(config.ONNX_DIR))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--warm", type=int, default=2000, help="requests the cached server serves first")
+    parser.add_argument("--requests", type=int, default=800, help="measured requests per server")
+    parser.add_argument("--exponent", type=float, default=config.ZIPF_EXPONENT, help="Zipf exponent")
+    parser.add_argument("--data", default="auto", help="where queries come from (RequestPool spec)")
+    parser.add_argument("--out-dir", default=str(config.REPORTS_DIR))
+    args = parser.parse_args(argv)
+    if any("=" not in e for e in args.engine):
+        parser.error("--engine takes NAME=PATH")
+    engines = {"int8": config.onnx_file("int8", args.onnx_dir), **dict(e.split("=", 1) for e in args.engine)}
+    engines = {k: Path(v) for k, v in engines.items() if Path(v).exists()}
+    name = served_engine(engines)
+    if name is None:
+        parser.error(f"no engine: {config.onnx_file('int8', args.onnx_dir)} not found (make int8)")
+    section = head_heavy(Path(args.model), engines[name], name, config.ARTIFACTS_DIR / "bench", clients=args.clients,
+                         warm=args.warm, requests=args.requests, exponent=args.exponent, data=args.data)
+    path = write(section, Path(args.out_dir))
+    print("\n".join(f"- {t['goal']}: {'met' if t['met'] else 'NOT met'}" for t in section["targets"].values()))
+    print(f"report {path}")
     return 0

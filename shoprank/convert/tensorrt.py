@@ -117,6 +117,20 @@ def resolve_typing(trt, typing: str = "auto") -> str:
     return typing
 
 
+def strong_fp16_source(onnx_path: Path, precision: str, requested: str, typing: str, work_dir: Path) -> Path:
+    """The ONNX a build reads. A strongly typed FP16 engine takes its types from the ONNX, so an
+    FP32 ONNX must become fp16_onnx()'s mixed copy first: done here when the typing was left to
+    "auto" (TensorRT 11 has only strong typing, and the FP32 ONNX is what callers hand over);
+    refused when the caller asked for "strong" explicitly with an FP32 file."""
+    if not onnx_path.exists():
+        raise FileNotFoundError(f"no ONNX at {onnx_path}")
+    if typing != "strong" or precision != "fp16" or _has_fp16_weights(onnx_path):
+        return onnx_path
+    if requested == "strong":
+        raise ValueError(f"{onnx_path} is FP32: a strongly typed FP16 engine needs fp16_onnx()'s output")
+    return fp16_onnx(onnx_path, Path(work_dir) / f"{onnx_path.stem}.fp16-strong.onnx")
+
+
 def _pin_fp32_layers(trt, network) -> list[str]:
     """Weak typing: keep normalization, softmax, reductions and pow in FP32 (with FP32 outputs)."""
     pinned = []
@@ -161,12 +175,9 @@ def build_plan(onnx_path: str | Path, out_path: str | Path, precision: str, max_
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     trt = require_tensorrt()
-    typing = resolve_typing(trt, typing)
+    requested, typing = typing, resolve_typing(trt, typing)
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    if not onnx_path.exists():
-        raise FileNotFoundError(f"no ONNX at {onnx_path}")
-    if typing == "strong" and precision == "fp16" and not _has_fp16_weights(onnx_path):
-        raise ValueError(f"{onnx_path} is FP32: a strongly typed FP16 engine needs fp16_onnx()'s output")
+    onnx_path = strong_fp16_source(onnx_path, precision, requested, typing, out_path.parent)
     started = time.time()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -70,16 +70,56 @@ class RequestPool:
             raise ValueError(f"{self.source} has {len(self.groups)} queries; {count} distinct requests wanted")
         rng = np.random.default_rng(seed + size)
         titles = np.array(self.texts, dtype=object)
-        requests = []
-        for g in rng.choice(len(self.groups), size=count, replace=False):
-            query, own = self.groups[g]
-            own = own[:size]
-            chosen = set(own)
-            while len(own) < size:
-                for t in rng.choice(titles, size=size, replace=False):
-                    if t not in chosen and len(own) < size:
-                        chosen.add(t)
-                        own.append(t)
-            order = rng.permutation(size)
-            requests.append(Request(query, tuple(own[i] for i in order)))
-        return requests
+        return [self._request(g, size, rng, titles) for g in rng.choice(len(self.groups), size=count, replace=False)]
+
+    def _request(self, group: int, size: int, rng: np.random.Generator, titles: np.ndarray) -> Request:
+        query, own = self.groups[group]
+        own = own[:size]
+        chosen = set(own)
+        while len(own) < size:
+            for t in rng.choice(titles, size=size, replace=False):
+                if t not in chosen and len(own) < size:
+                    chosen.add(t)
+                    own.append(t)
+        order = rng.permutation(size)
+        return Request(query, tuple(own[i] for i in order))
+
+    def head_heavy(self, size: int, count: int, exponent: float = config.ZIPF_EXPONENT,
+                   seed: int = config.SEED) -> HeadHeavy:
+        """`count` requests as head-heavy shop traffic sends them: the r-th most popular query
+        (a fixed random order of the pool's queries) is drawn with probability proportional to
+        1 / r**exponent (Zipf), and a query always comes with the same candidates (retrieval
+        answers a repeated query alike), so popular requests repeat exactly."""
+        self.check_size(size)
+        if exponent <= 0:
+            raise ValueError(f"the Zipf exponent must be > 0, got {exponent}")
+        rng = np.random.default_rng(seed + size)
+        n = len(self.groups)
+        popularity = rng.permutation(n)           # popularity[r]: the query of rank r + 1
+        weights = 1.0 / np.arange(1, n + 1) ** exponent
+        weights /= weights.sum()
+        ranks = rng.choice(n, size=count, p=weights)
+        titles = np.array(self.texts, dtype=object)
+        built: dict[int, Request] = {}
+        for r in dict.fromkeys(ranks.tolist()):  # one fixed request per query, built once
+            group = int(popularity[r])
+            built[r] = self._request(group, size, np.random.default_rng([seed, group]), titles)
+        top = max(1, n // 100)
+        return HeadHeavy([built[r] for r in ranks.tolist()], exponent, n, float(weights[:top].sum()),
+                         float(np.mean(ranks < top)), len(built))
+
+
+@dataclass(frozen=True)
+class HeadHeavy:
+    """A head-heavy request stream and what characterises it."""
+    requests: list[Request]
+    exponent: float          # Zipf exponent of query popularity
+    queries: int             # queries in the pool
+    top1_share: float        # share of traffic the top 1% of queries get, by the distribution
+    sampled_top1_share: float  # the same share in this sample
+    distinct: int            # distinct requests in this sample
+
+    def facts(self) -> dict:
+        return {"zipf_exponent": self.exponent, "queries": self.queries, "requests": len(self.requests),
+                "distinct_requests": self.distinct, "top1pct_share": round(self.top1_share, 4),
+                "top1pct_share_sampled": round(self.sampled_top1_share, 4)}

@@ -78,7 +78,8 @@ def activate(url: str, version: int, probe=None, timeout_s: float = 120.0, admin
                 for _ in range(2):
                     before = _version_count(client, version)
                     for query, texts in probe:
-                        rank.infer_raw(query, texts, 0)
+                        # One text of its own per probe: never a response-cache hit, always scored.
+                        rank.infer_raw(query, [*texts, f"activation probe {time.time_ns()}"], 0)
                     routed = _version_count(client, version) - before
                     if routed >= len(probe):
                         break

@@ -9,7 +9,7 @@ does it for them: shoprank.online.collector).
       request_id     TEXT PRIMARY KEY  the KServe v2 request `id` sent with the rank request
       ts             REAL              unix seconds
       user_id        TEXT              a keyed pseudonym of the user/session id the caller sent
-                                       (shoprank.online.pseudonym; never the id itself); NULL
+                                       (shoprank.data.pseudonym; never the id itself); NULL
                                        when unknown
       query          TEXT              the query as sent
       model_version  TEXT              ranker version that served it (best effort, may be NULL)
@@ -41,8 +41,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import config
+from ..data.pseudonym import DEFAULT_KEY_FILE, load_or_create_key, pseudonym
 from ..serving.client import Shown, new_request_id
-from .pseudonym import DEFAULT_KEY_FILE, load_or_create_key, pseudonym
 
 EVENT_KINDS = ("click", "add_to_cart", "purchase")
 RETENTION_DAYS = 90
@@ -325,3 +325,18 @@ def benchmark(path: str | Path, requests: int = 2000, shown: int = 10) -> dict:
             "caller_us_p50": 1e6 * caller[len(caller) // 2], "caller_us_p99": 1e6 * caller[int(len(caller) * 0.99)],
             "writer_us_per_impression": stats["write_us_per_record"], "dropped": stats["dropped"],
             "errors": stats["errors"], "wall_s": wall}
+
+
+def erase_user(path: str | Path, user_pseudonym: str) -> dict:
+    """Right to erasure: delete every impression of one shopper (by stored pseudonym), with its
+    shown rows and events. Returns the counts deleted."""
+    conn = connect(path)
+    try:
+        with conn:
+            theirs = "SELECT request_id FROM impressions WHERE user_id = ?"
+            shown = conn.execute(f"DELETE FROM shown WHERE request_id IN ({theirs})", (user_pseudonym,)).rowcount
+            events = conn.execute(f"DELETE FROM events WHERE request_id IN ({theirs})", (user_pseudonym,)).rowcount
+            imps = conn.execute("DELETE FROM impressions WHERE user_id = ?", (user_pseudonym,)).rowcount
+    finally:
+        conn.close()
+    return {"impressions": imps, "shown": shown, "events": events}

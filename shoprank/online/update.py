@@ -71,7 +71,7 @@ def training_set(new_pairs: pd.DataFrame, model_dir: str | Path, replay_ratio: f
 
 def weighted_finetune(base_model: str | Path, pairs: pd.DataFrame, out_dir: str | Path, steps: int = 100,
                       lr: float = 2e-5, batch_size: int = 32, warmup: float = 0.1, seed: int = config.SEED,
-                      threads: int = 0, train_layers: int = 0) -> dict:
+                      threads: int = 0, train_layers: int = 0, max_length: int | None = None) -> dict:
     """Continue training a cross-encoder with per-pair weights: sum(w * BCE(logit, label)) / sum(w).
     The same optimiser and schedule as shoprank.training.finetune; the card (data, seed, max_length) is kept,
     so validation and serving stay those of the base. train_layers > 0 trains only the top that
@@ -89,7 +89,8 @@ def weighted_finetune(base_model: str | Path, pairs: pd.DataFrame, out_dir: str 
     rng = np.random.default_rng(seed)
     model = load_cross_encoder(base_model)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(base_model), use_fast=True)
-    encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=model_max_length(base_model), buckets=None)
+    encoder = PairEncoder(hf_tokenizer.backend_tokenizer, max_length=max_length or model_max_length(base_model),
+                          buckets=None)
     trainable = _trainable(model, train_layers)
     optimizer, schedule = adamw_with_warmup(trainable, lr, WEIGHT_DECAY, warmup, steps)
     queries, texts = pairs["query"].tolist(), pairs["text"].tolist()
@@ -121,7 +122,7 @@ def weighted_finetune(base_model: str | Path, pairs: pd.DataFrame, out_dir: str 
     tmp.rename(out_dir)
     card = read_model_card(base_model)
     write_model_card(out_dir, **card)
-    write_model_card(out_dir, continued_from=str(base_model))
+    write_model_card(out_dir, continued_from=str(base_model), **({"max_length": max_length} if max_length else {}))
     return {"steps": step, "pairs": len(pairs), "loss_first": losses[0], "loss_last": float(np.mean(losses[-10:])),
             "trained_parameters": sum(p.numel() for _, p in trainable), "seconds": round(time.time() - started, 1)}
 

@@ -59,6 +59,18 @@ class Shown:
     score: float | None = None
 
 
+@dataclass(frozen=True)
+class RankResponse:
+    """rank_products()'s result: what the server returned for a request with ids and/or rules."""
+
+    indices: np.ndarray                  # positions in the request's candidates, best first
+    scores: np.ndarray                   # click probability of each
+    final_scores: np.ndarray | None      # the score rules ordered by (with rules)
+    trace: dict | None                   # columns per returned item: id, relevance, final, moved_by, ...
+    randomized: bool | None              # exploration shuffled the page (with an explore rule)
+    request_id: str
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -114,10 +126,12 @@ class RankClient:
         indices, scores, _ = self.infer_with_id(query, candidates, top_k)
         return indices, scores
 
-    def infer_with_id(self, query, candidates: Sequence, top_k: int = 0,
-                      request_id: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    def infer_with_id(self, query, candidates: Sequence, top_k: int = 0, request_id: str | None = None,
+                      user_id: str | None = None, user_context: Sequence | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, str]:
         """(INDICES, SCORES, the request id the server echoed). A request id is generated when
-        none is given; it travels as the KServe v2 request `id`."""
+        none is given; it travels as the KServe v2 request `id`. user_id / user_context: the
+        optional shopper inputs (USER_ID, USER_CONTEXT; docs/personalization.md)."""
         request_id = request_id or new_request_id()
         api = self._api
         inputs = [api.InferInput(config.QUERY, [1], "BYTES"),
@@ -126,26 +140,63 @@ class RankClient:
         inputs[0].set_data_from_numpy(_bytes_array([query]))
         inputs[1].set_data_from_numpy(_bytes_array(candidates))
         inputs[2].set_data_from_numpy(np.array([top_k], dtype=np.int32))
+        for name, values in ((config.USER_ID, None if user_id is None else [user_id]),
+                             (config.USER_CONTEXT, user_context)):
+            if values is not None and len(values):
+                inputs.append(api.InferInput(name, [len(values)], "BYTES"))
+                inputs[-1].set_data_from_numpy(_bytes_array(values))
         outputs = [api.InferRequestedOutput(config.INDICES), api.InferRequestedOutput(config.SCORES)]
-        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-        try:
-            result = self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
-        except Exception as exc:  # tritonclient raises InferenceServerException
-            message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-            status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
-            raise RankError(message, None if status is None else str(status)) from None
+        result = self._infer(inputs, outputs, request_id)
         response = result.get_response()
         echoed = response.id if self.protocol == "grpc" else response.get("id", "")
         return result.as_numpy(config.INDICES), result.as_numpy(config.SCORES), echoed or request_id
 
+    def _infer(self, inputs, outputs, request_id: str):
+        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        try:
+            return self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
+        except Exception as exc:  # tritonclient raises InferenceServerException
+            message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+            status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
+            raise RankError(message, None if status is None else str(status)) from None
+
+    def rank_products(self, query: str, ids: Sequence[str] | None = None, *, texts: Sequence[str] | None = None,
+                      top_k: int = 0, rules: dict | None = None, request_id: str | None = None) -> RankResponse:
+        """Rank product ids (resolved against the server's catalog) and/or texts, with optional
+        business rules (shoprank.serving.rules); every output the server produced comes back."""
+        import json
+
+        api, request_id = self._api, request_id or new_request_id()
+        tensors = [(config.QUERY, _bytes_array([query]), "BYTES"), (config.TOP_K, np.array([top_k], np.int32), "INT32")]
+        if texts is not None:
+            tensors.append((config.CANDIDATES, _bytes_array(texts), "BYTES"))
+        if ids is not None:
+            tensors.append((config.CANDIDATE_IDS, _bytes_array(ids), "BYTES"))
+        if rules is not None:
+            text = rules if isinstance(rules, (str, bytes)) else json.dumps(rules)
+            tensors.append((config.RULES, _bytes_array([text]), "BYTES"))
+        inputs = []
+        for name, array, dtype in tensors:
+            inputs.append(api.InferInput(name, list(array.shape), dtype))
+            inputs[-1].set_data_from_numpy(array)
+        result = self._infer(inputs, None, request_id)
+        trace, randomized = result.as_numpy(config.TRACE), result.as_numpy(config.RANDOMIZED)
+        return RankResponse(result.as_numpy(config.INDICES), result.as_numpy(config.SCORES),
+                            result.as_numpy(config.FINAL_SCORES),
+                            None if trace is None else json.loads(_text(trace.reshape(-1)[0])),
+                            None if randomized is None else bool(randomized.reshape(-1)[0]), request_id)
+
     def rank(self, query: str, candidates: Sequence[str], top_k: int = 0, *, request_id: str | None = None,
-             user_id: str | None = None, randomize: bool | None = None) -> RankedList:
+             user_id: str | None = None, user_context: Sequence[str] | None = None,
+             randomize: bool | None = None) -> RankedList:
         """Candidates best first, with their click probabilities (top_k 0 = all).
 
         With a feedback store the shown list is recorded under the request id. randomize=True
         shuffles the returned order (exploration); None: shuffle for `explore_share` of calls.
-        user_id must be an opaque session token, never personal data."""
-        indices, scores, rid = self.infer_with_id(query, candidates, top_k, request_id)
+        user_id must be an opaque session token, never personal data; it is sent as USER_ID (the
+        server personalizes when it serves a personal head) and logged as a keyed pseudonym.
+        user_context: recent behaviour, most recent first (USER_CONTEXT)."""
+        indices, scores, rid = self.infer_with_id(query, candidates, top_k, request_id, user_id, user_context)
         hits = [Ranked(int(i), _text(candidates[int(i)]), float(s)) for i, s in zip(indices, scores)]
         with self._rng_lock:
             if randomize is None:

@@ -39,3 +39,16 @@ def check_top_k(top_k: Sequence) -> int:
     if value < 0:
         raise RequestError(f"{config.TOP_K} must be >= 0 (0 = all candidates), got {value}")
     return value
+
+
+def decode_ids(ids: Sequence, texts: list[str] | None, max_candidates: int = config.MAX_CANDIDATES) -> list[str]:
+    """Decode CANDIDATE_IDS (instead of or beside CANDIDATES: then one id per text)."""
+    count = len(ids)
+    if count == 0:
+        raise RequestError(f"{config.CANDIDATE_IDS} is empty: send 1..{max_candidates} product ids")
+    if count > max_candidates:
+        raise RequestError(f"too many {config.CANDIDATE_IDS}: {count} > {max_candidates} per request")
+    if texts is not None and len(texts) != count:
+        raise RequestError(f"{config.CANDIDATE_IDS} has {count} ids but {config.CANDIDATES} has {len(texts)} "
+                           "texts: send one id per text, or ids alone")
+    return [_decode(c, f"{config.CANDIDATE_IDS}[{i}]") for i, c in enumerate(ids)]

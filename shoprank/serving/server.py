@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import config
+from .. import config, container
 from . import admin, processes
 from .processes import answers_ok, pid_alive, terminate_pid, wait_until, with_project_on_path, work_folder
 from .supervisor import Supervisor, make_shm_private, remove_shm_regions, stubs
@@ -112,14 +112,24 @@ def server_command_and_env(run_dir: Path = config.RUN_DIR) -> tuple[list[str], d
     libs = Path(root).parent.parent / "nvidia_pytriton.libs"
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         filter(None, [str(libs), sysconfig.get_config_var("LIBDIR"), env.get("LD_LIBRARY_PATH")]))
-    return [str(root / "bin" / "tritonserver"), f"--backend-directory={run_dir / 'backends'}"], env
+    return [str(root / "bin" / "tritonserver"), f"--backend-directory={run_dir / 'backends'}",
+            f"--cache-directory={root / 'caches'}"], env
+
+
+def cache_args(cache_bytes: int) -> list[str]:
+    """Triton's response cache of `cache_bytes` (its `local` LRU cache; none when 0). Only models
+    whose config enables it use it: the ranker (docs/caching.md)."""
+    if cache_bytes < 0:
+        raise ValueError(f"cache_bytes must be >= 0 (0 = no response cache), got {cache_bytes}")
+    return [f"--cache-config=local,size={int(cache_bytes)}"] if cache_bytes else []
 
 
 def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = None,
           log_path: Path = LOG_FILE, run_dir: Path = config.RUN_DIR, extra_args: list[str] | None = None,
-          wait: bool = True, model_control: str = "explicit", admin_key: str | None = None) -> subprocess.Popen:
+          wait: bool = True, model_control: str = "explicit", admin_key: str | None = None,
+          cache_bytes: int = 0) -> subprocess.Popen:
     """Start tritonserver; its admin APIs open only to `admin_key` (a new key, written to
-    run_dir/admin.key, when None: see shoprank.serving.admin)."""
+    run_dir/admin.key, when None: see shoprank.serving.admin); a response cache of `cache_bytes`."""
     endpoints = endpoints or Endpoints()
     if model_control not in MODEL_CONTROL_MODES:
         raise ValueError(f"model_control must be one of {MODEL_CONTROL_MODES}, got {model_control!r}")
@@ -134,6 +144,7 @@ def start(repo: Path = config.MODEL_REPOSITORY, endpoints: Endpoints | None = No
         "--metrics-config=summary_latencies=true",  # p50/p95/p99 per model for Prometheus (docs/monitoring.md)
         *admin.restricted_api_args(admin_key or admin.new_key(run_dir)),
         *_model_control_args(model_control, extra_args or []),
+        *cache_args(cache_bytes),
         *(extra_args or []),
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +172,7 @@ def _model_control_args(mode: str, extra_args: list[str]) -> list[str]:
 
 
 def is_ready(endpoints: Endpoints) -> bool:
-    return answers_ok(f"http://{endpoints.http}/v2/health/ready")
+    return answers_ok(f"http://{endpoints.http}{container.READY_PATH}")
 
 
 def wait_ready(endpoints: Endpoints, proc: subprocess.Popen | None = None, log_path: Path = LOG_FILE,
@@ -190,21 +201,24 @@ class RunningServer:
 @contextmanager
 def run_triton(repo: str | Path, work_dir: str | Path | None = None, ports: tuple[int, int, int] | None = None,
                host: str = "127.0.0.1", model_control: str = "explicit",
-               extra_args: list[str] | None = None, supervise: bool = False) -> Iterator[RunningServer]:
+               extra_args: list[str] | None = None, supervise: bool = False,
+               cache_bytes: int = 0) -> Iterator[RunningServer]:
     """tritonserver serving `repo` for the duration of the block.
 
     On free loopback ports unless `ports` (HTTP, gRPC, metrics) are given; ready before the block
     runs (a server that exits or never gets ready raises with its log's tail); stopped when the
     block ends, however it ends. `work_dir` keeps its log and prepared backend folder (a
     temporary folder, removed afterwards, when None). `supervise`: a stub supervisor thread
-    recovers models whose Python stub dies (shoprank.serving.supervisor).
+    recovers models whose Python stub dies (shoprank.serving.supervisor). `cache_bytes`: Triton's
+    response cache for the ranker (off by default, so timings measure the model; make serve
+    turns it on: config.RESPONSE_CACHE_BYTES).
     """
     with work_folder(work_dir, "shoprank-triton-") as folder:
         endpoints = Endpoints(host, *(ports or free_ports(3)))
         log_path = folder / "tritonserver.log"
         key = admin.new_key(folder / "run")
         proc = start(Path(repo), endpoints, log_path=log_path, run_dir=folder / "run", extra_args=extra_args,
-                     model_control=model_control, admin_key=key)
+                     model_control=model_control, admin_key=key, cache_bytes=cache_bytes)
         watcher = Supervisor(proc.pid, endpoints.http, key).start() if supervise else None
         try:
             yield RunningServer(endpoints, proc.pid, log_path, key, watcher)
@@ -223,7 +237,7 @@ def serve(repo: Path, endpoints: Endpoints) -> None:
         LOG_FILE.replace(PREVIOUS_LOG_FILE)
     started = time.time()
     key = admin.new_key(config.RUN_DIR)
-    proc = start(repo, endpoints, admin_key=key)
+    proc = start(repo, endpoints, admin_key=key, cache_bytes=config.RESPONSE_CACHE_BYTES)
     PID_FILE.write_text(str(proc.pid))
     watcher = _start_supervisor(proc.pid, endpoints)
     print(f"tritonserver ready in {time.time() - started:.1f} s (pid {proc.pid}, log {LOG_FILE})\n"

@@ -34,8 +34,19 @@ def load_backend_tokenizer(model_dir: str | Path):
     return hf.backend_tokenizer
 
 
+TEXT_CACHE_ENTRIES = 50_000  # product texts whose token ids one encoder keeps (cleared when full)
+
+
 class PairEncoder:
-    """Encodes one query against many product texts into int32 engine inputs."""
+    """Encodes one query against many product texts into int32 engine inputs.
+
+    Fast path (BERT-style pair templates, checked at start-up against the tokenizer's own pair
+    encoding): the query is tokenized once per request and each product text once per encoder
+    (kept in a bounded dict: shop traffic repeats the same titles), then every pair is assembled
+    as [CLS] query [SEP] text [SEP] with the tokenizer's longest-first truncation. A text's ids do
+    not depend on the query (normalization and pre-tokenization are per sequence), so the result
+    is identical (tests/unit/serving/test_tokenizer_fast.py); other templates use encode_batch.
+    """
 
     def __init__(self, tokenizer, max_length: int = config.MAX_SEQ_LEN,
                  buckets: Sequence[int] | None = config.SEQ_BUCKETS):
@@ -48,6 +59,61 @@ class PairEncoder:
         tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         padding = tokenizer.padding
         self.pad_id = padding["pad_id"] if padding else (tokenizer.token_to_id("[PAD]") or 0)
+        self._texts: dict[str, list[int]] = {}
+        self._single = None
+        self.fast = self._enable_fast_path()
+
+    def _enable_fast_path(self) -> bool:
+        from tokenizers import Tokenizer
+
+        cls_id, sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None or self.max_length < 4:
+            return False
+        self._cls, self._sep = cls_id, sep_id
+        self._single = Tokenizer.from_str(self.tokenizer.to_str())  # same vocabulary, no truncation
+        self._single.no_truncation()
+        self._single.no_padding()
+        word = "drill "
+        probes = [("q", "t"), ("cordless drill", "DEWALT 20V MAX drill kit, 2 batteries")]
+        for n in (1, 3, self.max_length // 2, self.max_length, 2 * self.max_length):  # every truncation case
+            for m in (1, 2, self.max_length // 2 + 1, self.max_length - 1, 3 * self.max_length):
+                probes.append((word * n, "paint " * m))
+        queries, texts = zip(*probes)
+        self.fast = True
+        try:
+            same = all(np.array_equal(a, b) for a, b in zip(self._assemble(queries, texts).values(),
+                                                             self._encode_batch(queries, texts).values()))
+        finally:
+            self._texts.clear()
+        return same
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._texts.get(text)
+        if ids is None:
+            if len(self._texts) >= TEXT_CACHE_ENTRIES:
+                self._texts.clear()
+            ids = self._texts[text] = self._single.encode(text, add_special_tokens=False).ids
+        return ids
+
+    def _assemble(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        budget = self.max_length - 3  # [CLS] a [SEP] b [SEP]
+        rows = []
+        for query, text in zip(queries, texts):
+            a, b = self._ids(query[: config.MAX_TEXT_CHARS]), self._ids(text[: config.MAX_TEXT_CHARS])
+            n1, n2 = _longest_first(len(a), len(b), budget)
+            rows.append((a[:n1], b[:n2]))
+        longest = max((len(a) + len(b) + 3 for a, b in rows), default=1)
+        length = bucket_length(longest, self.buckets) if self.buckets else longest
+        ids = np.full((len(rows), length), self.pad_id, dtype=np.int32)
+        mask = np.zeros((len(rows), length), dtype=np.int32)
+        types = np.zeros((len(rows), length), dtype=np.int32)
+        for row, (a, b) in enumerate(rows):
+            first, n = len(a) + 2, len(a) + len(b) + 3
+            ids[row, :n] = [self._cls, *a, self._sep, *b, self._sep]
+            mask[row, :n] = 1
+            types[row, first:n] = 1
+        input_ids, attention_mask, token_type_ids = config.ENGINE_INPUTS
+        return {input_ids: ids, attention_mask: mask, token_type_ids: types}
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kwargs) -> PairEncoder:
@@ -55,6 +121,11 @@ class PairEncoder:
 
     def encode_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Encode aligned (query, text) pairs; returns ENGINE_INPUTS -> int32 [N, L]."""
+        if self.fast:
+            return self._assemble(queries, texts)
+        return self._encode_batch(queries, texts)
+
+    def _encode_batch(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, np.ndarray]:
         pairs = [(q[: config.MAX_TEXT_CHARS], t[: config.MAX_TEXT_CHARS]) for q, t in zip(queries, texts)]
         encodings = self.tokenizer.encode_batch(pairs)
         longest = max((len(e.ids) for e in encodings), default=1)
@@ -73,3 +144,18 @@ class PairEncoder:
     def encode(self, query: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Encode one query against each text."""
         return self.encode_pairs([query] * len(texts), texts)
+
+
+def _longest_first(n1: int, n2: int, budget: int) -> tuple[int, int]:
+    """Lengths kept of a pair's two sequences under the tokenizers library's longest-first
+    truncation to `budget` tokens (special tokens excluded)."""
+    if n1 + n2 <= budget:
+        return n1, n2
+    swap = n1 > n2
+    if swap:
+        n1, n2 = n2, n1
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = n1 + budget % 2
+    return (n2, n1) if swap else (n1, n2)

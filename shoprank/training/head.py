@@ -41,8 +41,9 @@ def _standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_head(ce_logits: np.ndarray, features: np.ndarray, labels: np.ndarray, feature_names: tuple[str, ...],
-             hidden: tuple[int, ...], fit: HeadFit = HeadFit()) -> ScoringHead:
-    """A head fit on every row given: inputs [logit, features], target the soft label in [0, 1]."""
+             hidden: tuple[int, ...], fit: HeadFit = HeadFit(), weights: np.ndarray | None = None) -> ScoringHead:
+    """A head fit on every row given: inputs [logit, features], target the soft label in [0, 1];
+    `weights` per row (inverse-propensity weights of logged clicks), else every row counts 1."""
     import torch
 
     torch.manual_seed(fit.seed)
@@ -51,6 +52,7 @@ def fit_head(ce_logits: np.ndarray, features: np.ndarray, labels: np.ndarray, fe
     mean, scale = _standardization(x)
     xt = torch.from_numpy((x - mean) / scale)
     yt = torch.from_numpy(np.asarray(labels, np.float32))
+    wt = torch.from_numpy(np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32))
     sizes = [x.shape[1], *hidden, 1]
     layers = []
     for i in range(len(sizes) - 1):
@@ -62,8 +64,9 @@ def fit_head(ce_logits: np.ndarray, features: np.ndarray, labels: np.ndarray, fe
     for _ in range(fit.epochs):
         optimizer.zero_grad()
         out = net(xt).reshape(-1)
-        loss = (torch.nn.functional.mse_loss(torch.sigmoid(out), yt) if fit.loss == "mse"
-                else torch.nn.functional.binary_cross_entropy_with_logits(out, yt))
+        per_row = ((torch.sigmoid(out) - yt) ** 2 if fit.loss == "mse"
+                   else torch.nn.functional.binary_cross_entropy_with_logits(out, yt, reduction="none"))
+        loss = (per_row * wt).sum() / wt.sum()
         loss.backward()
         optimizer.step()
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
@@ -101,3 +104,48 @@ def choose_and_fit(train_df, oof_logits: np.ndarray, features: np.ndarray, featu
     head = fit_head(oof_logits, features, labels, feature_names, architectures[best], fit)
     head.meta.update({"architecture": best, "chosen_on": "held-out training queries (out-of-fold logits)"})
     return head, {"chosen": best, "inner_queries": int(held["query"].nunique()), "table": table}
+
+
+def _weighted_logistic(offset, x, y, w, epochs: int, lr: float, l2: float):
+    """θ, b minimising weighted BCE of offset + x·θ + b (+ l2 |θ|²); torch tensors in, numpy out."""
+    import torch
+
+    theta = torch.zeros(x.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([theta, bias], lr=lr)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(offset + x @ theta + bias, y, reduction="none")
+        loss = (per_row * w).sum() / w.sum() + l2 * (theta ** 2).sum()
+        loss.backward()
+        optimizer.step()
+    return theta.detach().numpy(), float(bias.detach().numpy()[0])
+
+
+def fit_offset_head(ce_logits: np.ndarray, features: np.ndarray, labels: np.ndarray,
+                    feature_names: tuple[str, ...], weights: np.ndarray | None = None, epochs: int = 400,
+                    lr: float = 0.05, l2: float = 1e-3, seed: int = 0) -> ScoringHead:
+    """A linear head in two stages, weighted BCE: a·logit + b first (the cross-encoder calibrated
+    to the logged clicks, features left out), then θ·f on top of that fixed offset.
+
+    The features can then only move a candidate by what they add (the personalization head: the
+    shopper's behaviour shifts the cross-encoder's order); they cannot stand in for the
+    calibration (features that go with relevance would otherwise learn to flatten an
+    over-confident logit). Stored as an ordinary ScoringHead."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = np.asarray(features, np.float32)
+    mean, scale = _standardization(x)
+    xt = torch.from_numpy((x - mean) / scale)
+    logit = torch.from_numpy(np.asarray(ce_logits, np.float32).reshape(-1, 1))
+    yt = torch.from_numpy(np.asarray(labels, np.float32))
+    wt = torch.from_numpy(np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32))
+    (a,), b = _weighted_logistic(torch.zeros(len(x)), logit, yt, wt, epochs, lr, 0.0)
+    theta, bias = _weighted_logistic(a * logit.reshape(-1) + b, xt, yt, wt, epochs, lr, l2)
+    w = np.concatenate([[a], theta]).astype(np.float32).reshape(-1, 1)
+    return ScoringHead(tuple(feature_names), np.concatenate([[0.0], mean]).astype(np.float32),
+                       np.concatenate([[1.0], scale]).astype(np.float32), [w],
+                       [np.array([b + bias], np.float32)],
+                       {"hidden": [], "loss": "bce", "logit_weight": float(a), "epochs": epochs,
+                        "fit": "calibrated logit offset, then the features"})

@@ -29,14 +29,16 @@ def client(request, server):
 
 
 @pytest.fixture(scope="module")
-def own_server(tiny_model, onnx_int8, tmp_path_factory):
+def own_server(request, tiny_model, onnx_int8, tmp_path_factory):
     """A server of the module's own over a repository of its own: for tests that publish and
     retire ranker versions (explicit model control), so the shared server stays as it was.
-    Yields (repo, RunningServer): its admin key is what publishing needs."""
+    Yields (repo, RunningServer): its admin key is what publishing needs. A module that sets
+    OWN_SERVER_CACHE_BYTES gets Triton's response cache of that size (off otherwise)."""
     from shoprank.serving.server import run_triton
     from shoprank.serving.triton.repository import build_repository
 
     work = tmp_path_factory.mktemp("own-server")
     repo = build_repository(tiny_model, onnx_int8, work / "model_repository", target="python")
-    with run_triton(repo, work_dir=work) as running:
+    cache_bytes = getattr(request.module, "OWN_SERVER_CACHE_BYTES", 0)
+    with run_triton(repo, work_dir=work, cache_bytes=cache_bytes) as running:
         yield repo, running

@@ -11,6 +11,7 @@ from ... import config
 from ...config import WORKLOAD_SIZES
 from ...quality.gate import MAX_NDCG_DROP, judge_ndcg
 from ..fmt import fmt
+from .cache import markdown as cache_markdown
 
 BASELINE = "naive-pytorch"
 
@@ -172,6 +173,8 @@ def markdown(report: dict) -> str:
         else:
             detail = f"{t['system']}: {t['ratio']:.3f}× naive"
         lines.append(f"- **{'met' if t['met'] else 'NOT met'}** — {t['goal']}: {detail}")
+    if report.get("head_heavy"):
+        lines += ["", *cache_markdown(report["head_heavy"])]
     if report["skipped"]:
         lines += ["", "## Not run", ""]
         lines += [f"- `{k}`: {v}" for k, v in report["skipped"].items()]

@@ -28,6 +28,7 @@ from ...data.split import model_pairs
 from ...model_card import model_max_length, read_model_card
 from ...serving.server import free_ports
 from ...serving.tokenizer import PairEncoder
+from .cache import head_heavy
 from .infinity import BENCH_VENV, INFINITY_ENGINES, InfinityServer
 from .report import ratios, targets
 from .systems import TritonVariant, bare_engine, crossencoder, naive_pytorch
@@ -182,7 +183,19 @@ def run(cfg: BenchConfig, log=print) -> dict:
     report["ratios"] = ratios(results)
     report["targets"] = targets(results)
     report["rank50_p50_ms"] = {k: v["rank-50"]["p50_ms"] for k, v in results.items() if "rank-50" in v}
+    served = served_engine(engines)
+    if served and _wanted(cfg, "head-heavy"):  # with and without the response cache (cache.py)
+        # 2,000 warm-up + 800 measured requests at the default 100 (scaled down by --quick).
+        report["head_heavy"] = head_heavy(model_dir, engines[served], served, cfg.work_dir, clients=max(cfg.clients),
+                                          warm=20 * cfg.requests, requests=8 * cfg.requests, log=log)
     return report
+
+
+def served_engine(engines: dict) -> str | None:
+    """The engine `make repository` serves by default: the distilled student when it was built
+    (its gate passed), else the full INT8 model."""
+    student = next((e for e in engines if e.startswith("l") and e.endswith("-int8")), None)
+    return student or ("int8" if "int8" in engines else None)
 
 
 def _mean_tokens(model_dir: Path, max_length: int, workloads: dict) -> dict:

@@ -92,19 +92,22 @@ class TritonVariant:
     serving.server.run_triton) until `stop`."""
 
     def __init__(self, model_dir: Path, onnx_path: Path, engine: str, ports: tuple[int, int, int],
-                 work_dir: Path, **render_kwargs):
+                 work_dir: Path, cache_bytes: int = 0, **render_kwargs):
         self.model_dir, self.onnx_path, self.engine = model_dir, onnx_path, engine
         self.ports, self.work_dir, self.render_kwargs = ports, work_dir, render_kwargs
+        self.cache_bytes = cache_bytes  # Triton's response cache (head-heavy rows: cache.py)
+        self.name = f"{engine}-cache" if cache_bytes else engine
         self._running = contextlib.ExitStack()
         self.server = None
 
     def start(self) -> None:
-        repo = self.work_dir / f"repo-{self.engine}"
+        repo = self.work_dir / f"repo-{self.name}"
         shutil.rmtree(repo, ignore_errors=True)
         build_repository(self.model_dir, self.onnx_path, repo, target="python", **self.render_kwargs)
-        folder = self.work_dir / f"triton-{self.engine}"
+        folder = self.work_dir / f"triton-{self.name}"
         (folder / "tritonserver.log").unlink(missing_ok=True)
-        self.server = self._running.enter_context(run_triton(repo, work_dir=folder, ports=self.ports))
+        self.server = self._running.enter_context(run_triton(repo, work_dir=folder, ports=self.ports,
+                                                             cache_bytes=self.cache_bytes))
         self.endpoints = self.server.endpoints
 
     def stop(self) -> None:
@@ -123,7 +126,9 @@ class TritonVariant:
 
             return rank
 
-        return System(f"triton-{self.engine}-{protocol}", f"Triton ensemble ORT {self.engine.upper()} ({protocol})",
+        cached = ", response cache" if self.cache_bytes else ""
+        label = f"Triton ensemble ORT {self.engine.upper()}{cached} ({protocol})"
+        return System(f"triton-{self.name}-{protocol}", label,
                       "server", self.engine, make_client, server_pids=lambda: [self.server.pid] if self.server else [],
                       step_stats=self.step_stats)
 

@@ -46,6 +46,8 @@ def _grpc_under_gevent() -> None:
 _grpc_under_gevent()
 
 POOL: RequestPool | None = None
+STREAM: list | None = None  # with --zipf: the head-heavy requests users draw from
+HEAD_HEAVY_STREAM = 20_000
 CANDIDATES: Candidates | None = None
 _environment = None
 _request_log = None
@@ -64,6 +66,9 @@ def _options(parser):
     parser.add_argument("--request-timeout", type=float, default=60.0)
     parser.add_argument("--bad-share", type=float, default=0.0, help="share of calls that are bad requests (soak)")
     parser.add_argument("--request-log", default="", help="one JSON line per call to this file (soak)")
+    parser.add_argument("--zipf", type=float, default=0.0,
+                        help="head-heavy traffic: queries drawn Zipf-like with this exponent, each with fixed "
+                             "candidates (the candidate range's upper end); 0 = every query alike")
 
 
 @events.init.add_listener
@@ -74,6 +79,9 @@ def _load_requests(environment, **_):
     CANDIDATES = Candidates.parse(options.candidates)
     POOL = RequestPool.from_spec(options.data)
     POOL.check_size(CANDIDATES.high)
+    if options.zipf > 0:  # users pick uniformly from an i.i.d. Zipf stream: still Zipf-distributed
+        global STREAM
+        STREAM = POOL.head_heavy(CANDIDATES.high, HEAD_HEAVY_STREAM, options.zipf, options.seed).requests
     if not 0.0 <= options.bad_share < 1.0:
         raise ValueError(f"--bad-share must be in [0, 1), got {options.bad_share}")
     if options.request_log:
@@ -151,7 +159,11 @@ class _RankUser(User):
         if self.bad_share and self.bad_rng.random() < self.bad_share:
             self.bad_request()
             return
-        query, candidates = POOL.draw(self.rng, CANDIDATES.draw(self.rng))
+        if STREAM is not None:
+            picked = STREAM[self.rng.randrange(len(STREAM))]
+            query, candidates = picked.query, list(picked.texts)
+        else:
+            query, candidates = POOL.draw(self.rng, CANDIDATES.draw(self.rng))
         expected = min(self.top_k, len(candidates)) if self.top_k else len(candidates)
         error = None
         start = time.perf_counter()

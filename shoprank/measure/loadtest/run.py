@@ -21,9 +21,10 @@ REPORTS = config.REPORTS_DIR / "loadtest"
 
 @contextmanager
 def ensure_server(endpoints: Endpoints, repo: Path = config.MODEL_REPOSITORY,
-                  work_dir: Path | None = None) -> Iterator[int | None]:
+                  work_dir: Path | None = None, cache_bytes: int = 0) -> Iterator[int | None]:
     """Yields the server's pid (None if unknown). Starts tritonserver from `repo` on the
-    endpoints' ports when nothing answers there, and stops it afterwards."""
+    endpoints' ports when nothing answers there (with a response cache of `cache_bytes`), and
+    stops it afterwards."""
     if is_ready(endpoints):
         yield find_server_pid(endpoints.grpc_port)
         return
@@ -36,7 +37,7 @@ def ensure_server(endpoints: Endpoints, repo: Path = config.MODEL_REPOSITORY,
           flush=True)
     started = time.time()
     ports = (endpoints.http_port, endpoints.grpc_port, endpoints.metrics_port)
-    with run_triton(repo, work_dir=work_dir, ports=ports, host=endpoints.host) as server:
+    with run_triton(repo, work_dir=work_dir, ports=ports, host=endpoints.host, cache_bytes=cache_bytes) as server:
         print(f"tritonserver ready in {time.time() - started:.1f} s (pid {server.pid})", flush=True)
         yield server.pid
     print("tritonserver stopped", flush=True)

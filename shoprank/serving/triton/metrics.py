@@ -12,6 +12,9 @@ metrics API (pb_utils.MetricFamily) on Triton's metrics port (/metrics), beside 
         each valid request (tokenizer)
     shoprank_score_bucket{model,le} / _sum / _count   counters read as a histogram: the click
         probability of every scored candidate (sorter)
+    shoprank_profile_lookups_total{model,source}  counter: where each request's shopper behaviour
+        came from (tokenizer with personalization; PROFILE_SOURCES): "outage" counts requests
+        ranked as a cold start because the profile store did not answer
 
 Why the scores are not a Triton HISTOGRAM: every observe() is a round trip from the stub
 process to the server, one per value, and a rank-1000 request would pay a thousand of them. So
@@ -38,6 +41,8 @@ START_TIME = "shoprank_model_start_time_seconds"
 REQUEST_ERRORS = "shoprank_request_errors_total"
 CANDIDATES = "shoprank_candidates_per_request"
 SCORE = "shoprank_score"  # + _bucket, _sum, _count
+PROFILE_LOOKUPS = "shoprank_profile_lookups_total"
+PROFILE_SOURCES = ("anonymous", "unknown", "profile", "context", "outage")
 
 CANDIDATE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, config.MAX_CANDIDATES)
 # Click probability. Most candidates of a search are unlikely clicks, so the low end is finer.
@@ -98,14 +103,15 @@ class ModelMetrics:
     keep it on the instance: the backend deletes a family when its Python object goes away.
     Ask for the metrics the model records, so their series exist at 0 from start-up."""
 
-    def __init__(self, args: dict, *, errors: bool = False, candidates: bool = False, scores: bool = False):
+    def __init__(self, args: dict, *, errors: bool = False, candidates: bool = False, scores: bool = False,
+                 profiles: bool = False):
         import triton_python_backend_utils as pb_utils
 
         self._pb = pb_utils
         self.model = args["model_name"]
         self._logged = False
         self._families = {}  # name -> family, kept alive as long as their metrics
-        self._errors, self._candidates, self._scores = {}, None, None
+        self._errors, self._candidates, self._scores, self._profiles = {}, None, None, {}
         labels = {"model": self.model}
 
         def create():
@@ -125,6 +131,10 @@ class ModelMetrics:
                     labels=labels, buckets=[float(b) for b in CANDIDATE_BUCKETS])
             if scores:
                 self._scores = _ScoreCounters(self)
+            if profiles:
+                self._profiles = {source: self._counter(PROFILE_LOOKUPS, "where each request's shopper behaviour "
+                                                        "came from; outage = cold start, the store did not answer",
+                                                        {**labels, "source": source}) for source in PROFILE_SOURCES}
         self._safely(create)
 
     # --- recording: each is a no-op for a metric not asked for, and never raises ----------------
@@ -135,6 +145,10 @@ class ModelMetrics:
     def candidates(self, count: int) -> None:
         if self._candidates is not None:
             self._safely(lambda: self._candidates.observe(float(count)))
+
+    def profile(self, source: str) -> None:
+        if self._profiles:
+            self._safely(lambda: self._profiles[source].increment(1))
 
     def logits(self, logits: np.ndarray) -> None:
         """Every candidate's click probability (sigmoid of its logit) into the score histogram."""

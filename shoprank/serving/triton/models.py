@@ -14,7 +14,8 @@ import triton_python_backend_utils as pb_utils
 
 from ... import config
 from ...errors import RequestError
-from ..request import check_top_k, decode_request
+from ..personal import personal_logits
+from ..request import check_top_k, decode_ids, decode_request
 from .metrics import ModelMetrics
 
 
@@ -33,6 +34,11 @@ def _invalid(exc: Exception):
     return pb_utils.InferenceResponse(error=error)
 
 
+def _optional(request, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy().reshape(-1)
+
+
 def _input(request, name: str) -> np.ndarray:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
@@ -46,8 +52,8 @@ class TokenizerModel:
     def initialize(self, args):
         from ..tokenizer import PairEncoder
 
-        self.metrics = ModelMetrics(args, errors=True, candidates=True)
         params = _parameters(args)
+        self.metrics = ModelMetrics(args, errors=True, candidates=True, profiles=bool(params.get("profile_store")))
         self.max_candidates = int(params.get("max_candidates", config.MAX_CANDIDATES))
         # The Python-backend ranker cuts padding itself (OrtEngine's length chunks), so there
         # every request is padded to max_length: one shape, and the dynamic batcher can merge
@@ -67,14 +73,22 @@ class TokenizerModel:
             self.pair_features = pair_features
             self.index.speller.neighbours("warmup")  # builds the spelling lookup (about a second) now
             self.pair_features(self.index, "warm up", ["the first request should not pay for lazy set-up"])
+        from ..catalog import Catalog
+
+        self.catalog = Catalog(params["catalog"]) if params.get("catalog") else None
+        # With a personal head: USER_ID / USER_CONTEXT -> BEHAVIOUR (serving.personal).
+        self.shopper = None
+        if params.get("profile_store"):
+            from ..personal import ShopperStep
+
+            self.shopper = ShopperStep(params["profile_store"], params["pseudonym_key"])
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                query, texts = decode_request(_input(request, config.QUERY).reshape(-1),
-                                              _input(request, config.CANDIDATES).reshape(-1),
-                                              self.max_candidates)
+                query, texts, attributes = self._decode(request)
+                behaviour = self._behaviour(request, texts) if self.shopper is not None else None
             except RequestError as exc:
                 self.metrics.error(exc)
                 responses.append(_invalid(exc))
@@ -84,8 +98,34 @@ class TokenizerModel:
             outputs = [pb_utils.Tensor(name, batch[name]) for name in config.ENGINE_INPUTS]
             if self.index is not None:
                 outputs.append(pb_utils.Tensor(config.FEATURES, self.pair_features(self.index, query, texts)))
+            if attributes is not None:
+                outputs.append(pb_utils.Tensor(config.ATTRIBUTES, attributes))
+            if behaviour is not None:  # only for a shopper with behaviour: a cold start sends none
+                outputs.append(pb_utils.Tensor(config.BEHAVIOUR, behaviour))
             responses.append(pb_utils.InferenceResponse(outputs))
         return responses
+
+    def _behaviour(self, request, texts) -> np.ndarray | None:
+        behaviour, source = self.shopper.behaviour(_optional(request, config.USER_ID),
+                                                   _optional(request, config.USER_CONTEXT), texts)
+        self.metrics.profile(source)
+        return behaviour if behaviour.any() else None
+
+    def _decode(self, request) -> tuple[str, list[str], np.ndarray | None]:
+        """(query, texts, catalog attributes or None): texts as sent, or resolved from ids."""
+        query, texts = _input(request, config.QUERY).reshape(-1), _optional(request, config.CANDIDATES)
+        ids = _optional(request, config.CANDIDATE_IDS)
+        if ids is None:
+            query, texts = decode_request(query, [] if texts is None else texts, self.max_candidates)
+            return query, texts, None
+        query, sent = (decode_request(query, texts, self.max_candidates) if texts is not None
+                       else (decode_request(query, ["-"])[0], None))
+        ids = decode_ids(ids, sent, self.max_candidates)
+        if self.catalog is None:
+            raise RequestError(f"this server has no product catalog: send {config.CANDIDATES} instead of "
+                               f"{config.CANDIDATE_IDS}")
+        resolved, attributes = self.catalog.lookup(ids)
+        return query, sent if sent is not None else resolved, attributes
 
 
 class RankerModel:
@@ -124,16 +164,27 @@ def _concat_padded(batches: list[dict]) -> dict:
 
 class SorterModel:
     """LOGITS [N, 1], TOP_K (and FEATURES [N, F] with a scoring head) -> INDICES (best first),
-    SCORES (click probability)."""
+    SCORES (click probability); with RULES or default rules also FINAL_SCORES, TRACE, RANDOMIZED
+    (shoprank.serving.rules), reading CANDIDATE_IDS and the catalog's ATTRIBUTES."""
 
     def initialize(self, args):
         self.metrics = ModelMetrics(args, errors=True, scores=True)
         params = _parameters(args)
+        from ..rules import parse_json, parse_rules
+
+        # Default rules (config parameter) apply to every request; none: today's path exactly.
+        self.rules_defaults = parse_json(params.get("rules_defaults") or "{}", "rules_defaults")
+        parse_rules({}, self.rules_defaults)  # a bad default fails loading, not every request
         self.head = None
         if params.get("head"):  # final logits from the cross-encoder's and the pair features
             from ..head import ScoringHead
 
             self.head = ScoringHead.load(_version_dir(args) / params["head"])
+        self.personal = None
+        if params.get("personal"):  # the shopper's behaviour on top (serving.personal)
+            from ..head import ScoringHead
+
+            self.personal = ScoringHead.load(_version_dir(args) / params["personal"])
 
     def execute(self, requests):
         from ..sorter import rank_logits
@@ -142,15 +193,40 @@ class SorterModel:
         for request in requests:
             try:
                 top_k = check_top_k(_input(request, config.TOP_K).reshape(-1))
+                rules = _optional(request, config.RULES)
+                logits = _input(request, config.RANKER_LOGITS)
+                if self.head is not None:
+                    logits = self.head.logits(logits, _input(request, config.FEATURES))
+                if self.personal is not None:
+                    behaviour = pb_utils.get_input_tensor_by_name(request, config.BEHAVIOUR)
+                    if behaviour is not None:
+                        logits = personal_logits(self.personal, logits.reshape(-1), behaviour.as_numpy())
+                if rules is None and not self.rules_defaults:  # today's path, untouched
+                    indices, scores = rank_logits(logits, top_k)
+                    outputs = [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]
+                else:
+                    outputs = self._with_rules(request, logits, top_k, None if rules is None else rules[0])
             except RequestError as exc:
                 self.metrics.error(exc)
                 responses.append(_invalid(exc))
                 continue
-            logits = _input(request, config.RANKER_LOGITS)
-            if self.head is not None:
-                logits = self.head.logits(logits, _input(request, config.FEATURES))
-            indices, scores = rank_logits(logits, top_k)
             self.metrics.logits(logits)
-            responses.append(pb_utils.InferenceResponse(
-                [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]))
+            responses.append(pb_utils.InferenceResponse(outputs))
         return responses
+
+    def _with_rules(self, request, logits: np.ndarray, top_k: int, rules_json) -> list:
+        from ..rules import apply_rules, parse_json, parse_rules
+
+        rules = parse_rules(parse_json(None if rules_json is None else bytes(rules_json)), self.rules_defaults)
+        # Rules match ids by their codes in ATTRIBUTES; the strings are read for the trace only.
+        ids = _optional(request, config.CANDIDATE_IDS) if rules.trace else None
+        ids = None if ids is None else ids.tolist()  # bytes: the tokenizer checked them
+        attributes = pb_utils.get_input_tensor_by_name(request, config.ATTRIBUTES)
+        page = apply_rules(logits, top_k, rules, None if attributes is None else attributes.as_numpy(), ids)
+        outputs = [pb_utils.Tensor(config.INDICES, page.indices), pb_utils.Tensor(config.SCORES, page.relevance),
+                   pb_utils.Tensor(config.FINAL_SCORES, page.final)]
+        if page.trace is not None:
+            outputs.append(pb_utils.Tensor(config.TRACE, np.array([json.dumps(page.trace).encode()], dtype=np.object_)))
+        if rules.explore is not None:
+            outputs.append(pb_utils.Tensor(config.RANDOMIZED, np.array([page.randomized], dtype=bool)))
+        return outputs

@@ -5,7 +5,8 @@ version.json) by an atomic rename of a finished staging folder; `retire_latest_v
 the newest version to ranker/rolled_back/. Triton ignores non-numeric folders, and the ranker's
 default version policy (latest, 1 version) serves the highest number; the ensemble's ranker
 step asks for version -1 (latest). Numbers are never reused, so a logged model version always
-names one model.
+names one model. The response cache keys the ranker's answers by its version too, so none
+outlives a swap (docs/caching.md).
 """
 from __future__ import annotations
 

@@ -48,3 +48,24 @@ def test_impossible_requests_are_refused_with_the_reason(pool):
         pool.draw(random.Random(0), len(pool.texts) + 1)
     with pytest.raises(ValueError, match="distinct requests wanted"):
         pool.distinct(10, len(pool.groups) + 1)
+
+
+def test_head_heavy_traffic_repeats_popular_requests_exactly(pairs, pool):
+    """Zipf over real queries: a query always comes with the same candidates, the top 1% of
+    queries get the share the distribution says, and the stream is reproducible."""
+    import numpy as np
+
+    stream = pool.head_heavy(20, 3000, exponent=1.0)
+    n = len(pool.groups)
+    weights = 1.0 / np.arange(1, n + 1)
+    assert stream.top1_share == pytest.approx(weights[:max(1, n // 100)].sum() / weights.sum())
+    assert abs(stream.sampled_top1_share - stream.top1_share) < 0.05
+    by_query = {}
+    for r in stream.requests:
+        assert len(r.texts) == 20 and by_query.setdefault(r.query, r) == r
+    assert stream.distinct == len(by_query) < len(stream.requests) / 2
+    assert pool.head_heavy(20, 3000, exponent=1.0).requests == stream.requests
+    flatter = pool.head_heavy(20, 3000, exponent=0.5)
+    assert flatter.top1_share < stream.top1_share and flatter.distinct > stream.distinct
+    with pytest.raises(ValueError, match="Zipf exponent"):
+        pool.head_heavy(20, 10, exponent=0)

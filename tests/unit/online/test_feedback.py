@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
+from shoprank.data.pseudonym import pseudonym
 from shoprank.online import feedback as fb
 from shoprank.online.collector import make_collector
 from shoprank.online.feedback import EVENT_KINDS, FeedbackStore, connect, read_frames
-from shoprank.online.pseudonym import pseudonym
 from shoprank.serving.client import Shown
 
 

@@ -39,12 +39,48 @@ def test_ensemble_wires_tokenizer_ranker_sorter():
     ensemble = parse(render(config.ENSEMBLE_MODEL))
     steps = ensemble.ensemble_scheduling.step
     assert [s.model_name for s in steps] == [config.TOKENIZER_MODEL, config.RANKER_MODEL, config.SORTER_MODEL]
-    assert dict(steps[0].output_map) == dict(steps[1].input_map)
+    engine_inputs = {k: v for k, v in steps[0].output_map.items() if k != config.ATTRIBUTES}
+    assert engine_inputs == dict(steps[1].input_map)
+    assert steps[2].input_map[config.ATTRIBUTES] == steps[0].output_map[config.ATTRIBUTES]
     assert list(steps[1].output_map.values()) == [steps[2].input_map[config.RANKER_LOGITS]]
-    assert [o.name for o in ensemble.output] == [config.INDICES, config.SCORES]
+    assert [o.name for o in ensemble.output] == [config.INDICES, config.SCORES, config.FINAL_SCORES, config.TRACE,
+                                                 config.RANDOMIZED]
     tokenizer = parse(render(config.TOKENIZER_MODEL, max_length=40))
     assert tokenizer.parameters["max_length"].string_value == "40"
-    assert [o.name for o in tokenizer.output] == list(config.ENGINE_INPUTS)
+    assert [o.name for o in tokenizer.output] == [*config.ENGINE_INPUTS, config.ATTRIBUTES]
+
+
+def test_optional_inputs_follow_the_projects_rule():
+    """docs/conversion.md#optional-inputs: optional on the ensemble AND on every step that reads
+    them; the old contract's tensors stay required except CANDIDATES (ids may replace it)."""
+    ensemble = parse(render(config.ENSEMBLE_MODEL))
+    optional = {i.name for i in ensemble.input if i.optional}
+    assert optional == {config.CANDIDATES, config.CANDIDATE_IDS, config.RULES, config.USER_ID, config.USER_CONTEXT}
+    tokenizer, sorter = parse(render(config.TOKENIZER_MODEL)), parse(render(config.SORTER_MODEL))
+    assert {i.name for i in tokenizer.input if i.optional} == {config.CANDIDATES, config.CANDIDATE_IDS,
+                                                                config.USER_ID, config.USER_CONTEXT}
+    assert {i.name for i in sorter.input if i.optional} == {config.CANDIDATE_IDS, config.RULES, config.ATTRIBUTES}
+    # with a personal head, the shopper's features travel tokenizer -> sorter, optional for the sorter
+    sorter = parse(render(config.SORTER_MODEL, behaviour_features=6))
+    assert {i.name for i in sorter.input if i.optional} == {config.CANDIDATE_IDS, config.RULES, config.ATTRIBUTES,
+                                                             config.BEHAVIOUR}
+    assert sorter.parameters["personal"].string_value == "personal"
+    tokenizer = parse(render(config.TOKENIZER_MODEL, behaviour_features=6, profile_store="redis://r:6379/0"))
+    assert [o.name for o in tokenizer.output][-1] == config.BEHAVIOUR
+    assert tokenizer.parameters["profile_store"].string_value == "redis://r:6379/0"
+    ensemble = render(config.ENSEMBLE_MODEL, behaviour_features=6)
+    assert ensemble.count(f'key: "{config.BEHAVIOUR}" value: "{config.BEHAVIOUR}"') == 2
+
+
+def test_catalog_and_default_rules_reach_their_steps(tmp_path):
+    import json
+
+    tokenizer = parse(render(config.TOKENIZER_MODEL, catalog=tmp_path / "c.sqlite"))
+    assert tokenizer.parameters["catalog"].string_value == str((tmp_path / "c.sqlite").resolve())
+    rules = {"filter": {"in_stock_only": True}, "diversity": {"max_per_brand": 2, "top_n": 10}}
+    sorter = parse(render(config.SORTER_MODEL, rules_defaults=rules))
+    assert json.loads(sorter.parameters["rules_defaults"].string_value) == rules
+    assert json.loads(parse(render(config.SORTER_MODEL)).parameters["rules_defaults"].string_value) == {}
 
 
 def test_unknown_target_is_refused():

@@ -1,0 +1,358 @@
+"""Business rules of the final ordering (the sorter step), pure numpy.
+
+A request's RULES input is one JSON object; every key is optional, and a key it sends replaces
+the server's default for that key (the sorter's `rules_defaults` config parameter):
+
+    {
+      "objective": "relevance" | "expected_value",   # default relevance: today's scores and order
+      "value": "price" | "margin",                    # what expected_value weighs (default price)
+      "value_weight": 1.0,                            # w in [0, 1]: p(click) x (conversion x value)^w
+      "filter": {"exclude_ids": ["p1", ...], "in_stock_only": true,
+                 "price_min": 10, "price_max": 200, "categories": ["tools", ...]},
+      "pins": [{"id": "p7", "position": 0}, ...],     # 0 = top of the page
+      "boost": {"attribute": "margin" | "rating" | "price" | "conversion", "strength": 0.3},
+      "diversity": {"max_per_brand": 2, "top_n": 10},
+      "explore": {"share": 0.05, "seed": 7},
+      "trace": true                                    # per returned item: scores, what moved it
+    }
+
+Order of application: score (objective) x boost -> filters -> best first -> exploration (a
+shuffled page, flagged RANDOMIZED, no diversity) or diversity -> pins -> cut to TOP_K.
+  * expected_value = p(click) x (conversion x value) ** value_weight, conversion =
+    p(purchase | click) from the catalog (learned from logged purchases, so a product that does
+    not sell, out of stock included, has a low one: shoprank.online.conversion). value_weight 1
+    is the expected revenue itself; below 1 keeps relevance the base and lets value decide among
+    near-equals. Stock is a business rule (filter.in_stock_only), not part of the objective.
+  * boost multiplies by 1 + strength x (attribute scaled to [0, 1] over the candidates), strength
+    in [0, MAX_BOOST]: bounded, it reorders near-ties, never buries relevance.
+  * diversity: at most max_per_brand items of one brand in the first top_n; the rest keep their
+    order after them (with too few brands to fill top_n, the best of the rest fill it).
+  * a pin lands at its position when its id is a candidate that passed the filters and the page
+    is long enough; otherwise it is placed as far up as the page allows.
+  * exploration: share of requests shown in a random order, decided and shuffled by a generator
+    seeded with (seed, the request's candidates and scores): the same request and seed give the
+    same page.
+Rules that read attributes (all but pins and exclude_ids) need CANDIDATE_IDS (the catalog's
+attributes); pins and exclude_ids need CANDIDATE_IDS. A bad rule raises RequestError naming
+the field (INVALID_ARG), never anything else.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import config
+from ..errors import RequestError
+from .catalog import COLUMN, code, id_code
+from .engine import sigmoid
+
+OBJECTIVES = ("relevance", "expected_value")
+VALUES = ("price", "margin")
+BOOSTABLE = ("margin", "rating", "price", "conversion")
+MAX_BOOST = 1.0        # boost multiplier at most 1 + MAX_BOOST
+MAX_PINS = 100
+KEYS = ("objective", "value", "value_weight", "filter", "pins", "boost", "diversity", "explore", "trace")
+FILTER_KEYS = ("exclude_ids", "in_stock_only", "price_min", "price_max", "categories")
+
+
+@dataclass
+class Rules:
+    objective: str = "relevance"
+    value: str = "price"
+    value_weight: float = 1.0
+    exclude_ids: frozenset = frozenset()
+    in_stock_only: bool = False
+    price_min: float | None = None
+    price_max: float | None = None
+    categories: tuple = ()
+    pins: tuple = ()                 # (id, position), positions distinct
+    boost: tuple | None = None       # (attribute, strength)
+    diversity: tuple | None = None   # (max_per_brand, top_n)
+    explore: tuple | None = None     # (share, seed)
+    trace: bool = False
+    given: dict = field(default_factory=dict)
+
+    @property
+    def needs_attributes(self) -> bool:
+        return (self.objective != "relevance" or self.in_stock_only or self.price_min is not None
+                or self.price_max is not None or bool(self.categories) or self.boost is not None
+                or self.diversity is not None or self.needs_ids)
+
+    @property
+    def needs_ids(self) -> bool:
+        return bool(self.exclude_ids) or bool(self.pins)
+
+
+def _fail(path: str, problem: str):
+    raise RequestError(f"{config.RULES}.{path} {problem}")
+
+
+def _number(value, path: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        _fail(path, f"must be a number, got {json.dumps(value)[:60]}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        _fail(path, f"must be in [{low}, {high}], got {value}")
+    return float(value)
+
+
+def _integer(value, path: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"must be an integer, got {json.dumps(value)[:60]}")
+    if value < low or (high is not None and value > high):
+        _fail(path, f"must be in [{low}, {high if high is not None else 'inf'}], got {value}")
+    return value
+
+
+def _object(value, path: str, keys: tuple) -> dict:
+    if not isinstance(value, dict):
+        _fail(path, f"must be a JSON object, got {json.dumps(value)[:60]}")
+    for key in value:
+        if key not in keys:
+            _fail(f"{path}.{key}" if path else key, f"is not a rule; known: {', '.join(keys)}")
+    return value
+
+
+def _strings(value, path: str) -> tuple:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail(path, "must be a list of strings")
+    return tuple(value)
+
+
+def parse_json(text: str | bytes | None, what: str = config.RULES) -> dict:
+    if text is None or text in (b"", ""):
+        return {}
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"{what} is not valid JSON: {exc}") from None
+    return _object(value, "", KEYS)
+
+
+def parse_rules(request: dict, defaults: dict | None = None) -> Rules:
+    """Rules from a request's JSON object over the server's defaults (key by key)."""
+    given = {**(defaults or {}), **request}
+    rules = Rules(given=given)
+    if "objective" in given:
+        if given["objective"] not in OBJECTIVES:
+            _fail("objective", f"must be one of {', '.join(OBJECTIVES)}, got {json.dumps(given['objective'])[:60]}")
+        rules.objective = given["objective"]
+    if "value" in given:
+        if given["value"] not in VALUES:
+            _fail("value", f"must be one of {', '.join(VALUES)}, got {json.dumps(given['value'])[:60]}")
+        rules.value = given["value"]
+    if "value_weight" in given:
+        rules.value_weight = _number(given["value_weight"], "value_weight", 0.0, 1.0)
+    if "filter" in given:
+        f = _object(given["filter"], "filter", FILTER_KEYS)
+        if "exclude_ids" in f:
+            rules.exclude_ids = frozenset(map(id_code, _strings(f["exclude_ids"], "filter.exclude_ids")))
+        if "in_stock_only" in f:
+            if not isinstance(f["in_stock_only"], bool):
+                _fail("filter.in_stock_only", "must be true or false")
+            rules.in_stock_only = f["in_stock_only"]
+        if "price_min" in f:
+            rules.price_min = _number(f["price_min"], "filter.price_min")
+        if "price_max" in f:
+            rules.price_max = _number(f["price_max"], "filter.price_max")
+        if rules.price_min is not None and rules.price_max is not None and rules.price_min > rules.price_max:
+            _fail("filter.price_min", f"must be <= filter.price_max ({rules.price_min} > {rules.price_max})")
+        if "categories" in f:
+            rules.categories = tuple(code(c) for c in _strings(f["categories"], "filter.categories"))
+    if "pins" in given:
+        pins = given["pins"]
+        if not isinstance(pins, list) or len(pins) > MAX_PINS:
+            _fail("pins", f"must be a list of at most {MAX_PINS} {{\"id\", \"position\"}} objects")
+        seen_positions, seen_ids, out = set(), set(), []
+        for i, pin in enumerate(pins):
+            pin = _object(pin, f"pins[{i}]", ("id", "position"))
+            if not isinstance(pin.get("id"), str):
+                _fail(f"pins[{i}].id", "must be a string (a product id)")
+            position = _integer(pin.get("position"), f"pins[{i}].position", 0, config.MAX_CANDIDATES - 1)
+            if position in seen_positions:
+                _fail(f"pins[{i}].position", f"{position} is already pinned")
+            if pin["id"] in seen_ids:
+                _fail(f"pins[{i}].id", f"{pin['id']!r} is pinned twice")
+            seen_positions.add(position)
+            seen_ids.add(pin["id"])
+            out.append((id_code(pin["id"]), position))
+        rules.pins = tuple(sorted(out, key=lambda p: p[1]))
+    if "boost" in given and given["boost"] is not None:
+        b = _object(given["boost"], "boost", ("attribute", "strength"))
+        if b.get("attribute") not in BOOSTABLE:
+            _fail("boost.attribute", f"must be one of {', '.join(BOOSTABLE)}, got {json.dumps(b.get('attribute'))}")
+        rules.boost = (b["attribute"], _number(b.get("strength"), "boost.strength", 0.0, MAX_BOOST))
+    if "diversity" in given and given["diversity"] is not None:
+        d = _object(given["diversity"], "diversity", ("max_per_brand", "top_n"))
+        rules.diversity = (_integer(d.get("max_per_brand"), "diversity.max_per_brand", 1),
+                           _integer(d.get("top_n", 10), "diversity.top_n", 1, config.MAX_CANDIDATES))
+    if "explore" in given and given["explore"] is not None:
+        e = _object(given["explore"], "explore", ("share", "seed"))
+        rules.explore = (_number(e.get("share"), "explore.share", 0.0, 1.0),
+                         _integer(e.get("seed", 0), "explore.seed", 0, 2**32 - 1))
+    if "trace" in given:
+        if not isinstance(given["trace"], bool):
+            _fail("trace", "must be true or false")
+        rules.trace = given["trace"]
+    return rules
+
+
+@dataclass
+class Page:
+    indices: np.ndarray      # int32, positions in the request's candidates, best first
+    relevance: np.ndarray    # float32, click probability of each
+    final: np.ndarray        # float32, the score rules ordered by
+    randomized: bool = False
+    trace: dict | None = None
+
+
+def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.ndarray | None = None,
+                ids: list | None = None) -> Page:
+    """The final page of one request (module doc). ids (str or UTF-8 bytes) only name the items
+    in the trace; rules match ids by the id codes in `attributes`."""
+    logits = np.asarray(logits, dtype=np.float32).reshape(-1)
+    n = len(logits)
+    if rules.needs_ids and attributes is None:
+        raise RequestError(f"{config.RULES} {'pins' if rules.pins else 'filter.exclude_ids'} needs "
+                           f"{config.CANDIDATE_IDS}")
+    if rules.needs_attributes and attributes is None:
+        raise RequestError(f"{config.RULES} {_attribute_rule(rules)} needs product attributes: send "
+                           f"{config.CANDIDATE_IDS} (resolved against the catalog)")
+    relevance = sigmoid(logits).astype(np.float32)
+    final = relevance.astype(np.float64)
+    if rules.objective == "expected_value":
+        a = attributes
+        value = np.nan_to_num(a[:, COLUMN[rules.value]], nan=0.0)
+        conversion = a[:, COLUMN["conversion"]]
+        conversion = np.where(np.isnan(conversion), np.nanmean(conversion) if np.isfinite(conversion).any()
+                              else 1.0, conversion)
+        final = final * np.power(np.maximum(conversion * value, 0.0), rules.value_weight)
+    if rules.boost is not None:
+        column = attributes[:, COLUMN[rules.boost[0]]]
+        low, high = (np.nanmin(column), np.nanmax(column)) if np.isfinite(column).any() else (0.0, 0.0)
+        scaled = np.where(np.isnan(column), 0.0, (column - low) / (high - low) if high > low else 0.0)
+        final = final * (1.0 + rules.boost[1] * scaled)
+    keep = np.ones(n, dtype=bool)
+    # Ids are matched by their codes (catalog.id_code) in ATTRIBUTES: no id string is decoded.
+    codes = attributes[:, COLUMN["id_code"]] if rules.needs_ids else None
+    if rules.exclude_ids:
+        keep &= ~np.isin(codes, list(rules.exclude_ids))
+    if attributes is not None:
+        if rules.in_stock_only:
+            keep &= np.nan_to_num(attributes[:, COLUMN["in_stock"]], nan=1.0) > 0
+        price = attributes[:, COLUMN["price"]]
+        if rules.price_min is not None:
+            keep &= price >= rules.price_min
+        if rules.price_max is not None:
+            keep &= price <= rules.price_max
+        if rules.categories:
+            keep &= np.isin(attributes[:, COLUMN["category_code"]], rules.categories)
+    allowed = np.flatnonzero(keep)
+    # Relevance alone sorts by the logits, as rank_logits does: the same order as without rules.
+    key = logits if rules.objective == "relevance" and rules.boost is None else final
+    order = allowed[np.argsort(-key[allowed], kind="stable")]
+    moved = np.zeros(n, dtype=np.int64)  # per candidate: bits of MOVED_BY, the rules that acted on it
+    randomized = False
+    if rules.explore is not None and rules.explore[0] > 0 and len(order) > 1:
+        digest = zlib.crc32(logits.tobytes()) ^ (zlib.crc32(attributes[:, COLUMN["id_code"]].tobytes())
+                                                 if attributes is not None else 0)
+        rng = np.random.default_rng([rules.explore[1], digest])
+        if rng.random() < rules.explore[0]:
+            order = rng.permutation(order)
+            randomized = True
+            moved[order] |= BIT["explore"]
+    if rules.diversity is not None and not randomized:
+        order = _diversify(order, attributes[:, COLUMN["brand_code"]], *rules.diversity, moved)
+    if rules.pins:
+        order = _pin(order, rules.pins, codes, keep, moved)
+    if top_k:
+        order = order[:top_k]
+    order = order.astype(np.int32)
+    page = Page(order, relevance[order], final[order].astype(np.float32), randomized)
+    if rules.trace:
+        page.trace = _trace(page, logits, final, allowed, ids, rules, moved)
+    return page
+
+
+def _attribute_rule(rules: Rules) -> str:
+    if rules.objective != "relevance":
+        return "objective"
+    if rules.boost is not None:
+        return "boost"
+    if rules.diversity is not None:
+        return "diversity"
+    return "filter"
+
+
+def _diversify(order: np.ndarray, brands: np.ndarray, per_brand: int, top_n: int, moved: np.ndarray) -> np.ndarray:
+    """At most per_brand of a brand among the first top_n (an unknown brand, code 0 or NaN,
+    counts as its own); deferred items follow in their order. Vectorized greedy: an item is
+    eligible when fewer than per_brand of its brand come before it."""
+    if len(order) == 0:
+        return order
+    codes = brands[order]
+    unknown = np.isnan(codes) | (codes == 0)
+    _, inverse = np.unique(np.where(unknown, -1.0, codes), return_inverse=True)
+    by_brand = np.argsort(inverse, kind="stable")  # positions grouped by brand, in page order
+    starts = np.r_[0, np.flatnonzero(np.diff(inverse[by_brand])) + 1]
+    occurrence = np.empty(len(order), dtype=np.int64)
+    occurrence[by_brand] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    eligible = unknown | (occurrence < per_brand)
+    filled = np.cumsum(eligible)
+    cut = int(np.searchsorted(filled, top_n)) + 1 if filled[-1] >= top_n else len(order)
+    window = order[:cut]
+    deferred = window[~eligible[:cut]]
+    moved[deferred] |= BIT["diversity"]
+    return np.concatenate([window[eligible[:cut]], deferred, order[cut:]])
+
+
+def _pin(order: np.ndarray, pins: tuple, codes: np.ndarray, keep: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    placed = []
+    for pid, position in pins:  # (id code, position); a pinned id not among the candidates is skipped
+        found = np.flatnonzero(codes == pid)
+        if len(found) and keep[found[0]]:
+            placed.append((int(found[0]), position))
+    if not placed:
+        return order
+    pinned = np.array([i for i, _ in placed], dtype=order.dtype)
+    moved[pinned] |= BIT["pin"]
+    size = len(order)
+    out = np.empty(size, dtype=order.dtype)
+    exact = [(i, position) for i, position in placed if position < size]
+    slots = np.ones(size, dtype=bool)
+    for i, position in exact:
+        out[position] = i
+        slots[position] = False
+    # Free slots take the others in order, then pins beyond the page (as far up as it allows).
+    late = [i for i, position in placed if position >= size]
+    out[slots] = np.concatenate([order[~np.isin(order, pinned)], np.asarray(late, dtype=order.dtype)])
+    return out
+
+
+def _trace(page: Page, logits, final, allowed, ids, rules: Rules, moved: np.ndarray) -> dict:
+    """Columns, one entry per returned item: index, id, relevance, final, relevance_position
+    (its place in the relevance order of the allowed candidates) and moved_by (the rules that
+    moved it there, "+"-joined; "" when it sits where relevance put it)."""
+    by_relevance = allowed[np.argsort(-logits[allowed], kind="stable")]
+    relevance_position = np.empty(len(logits), dtype=np.int64)
+    relevance_position[by_relevance] = np.arange(len(by_relevance))
+    shown = page.indices
+    bits = moved[shown] | (BIT["objective"] if rules.objective != "relevance" else 0) | (
+        BIT["boost"] if rules.boost is not None else 0)
+    stayed = (relevance_position[shown] == np.arange(len(shown))) & ((moved[shown] & BIT["pin"]) == 0)
+    bits = np.where(stayed, 0, bits)
+    out = {"index": shown.tolist()}
+    if ids is not None:
+        out["id"] = [ids[i].decode("utf-8") if isinstance(ids[i], bytes) else ids[i] for i in shown]
+    out.update(relevance=np.round(page.relevance.astype(np.float64), 6).tolist(),
+               final=np.round(final[shown], 6).tolist(), relevance_position=relevance_position[shown].tolist(),
+               moved_by=MOVED_NAMES[bits].tolist(), randomized=page.randomized)
+    return out
+
+
+MOVED_BY = ("objective", "boost", "diversity", "pin", "explore")
+BIT = {name: 1 << i for i, name in enumerate(MOVED_BY)}
+MOVED_NAMES = np.array(["+".join(name for name in MOVED_BY if mask & BIT[name]) for mask in range(1 << len(MOVED_BY))],
+                       dtype=object)
