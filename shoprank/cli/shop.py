@@ -115,9 +115,12 @@ def rules_bench(argv: list[str]) -> int:
     parser.add_argument("--engine", default=str(config.onnx_file("int8")))
     parser.add_argument("--catalog", default=str(DEFAULT_DB))
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--baseline", default="HEAD",
+                        help="git revision whose tokenizer and sorter the rank-50 path is compared with")
     args = parser.parse_args(argv)
     if not Path(args.catalog).exists():
         print(f"shoprank rules-bench: no catalog at {args.catalog}: run make catalog first")
         return 2
-    run(args.model_dir, args.engine, args.catalog, config.REPORTS_DIR / "rules_bench.json", args.requests)
+    run(args.model_dir, args.engine, args.catalog, config.REPORTS_DIR / "rules_bench.json", args.requests,
+        baseline=args.baseline)
     return 0

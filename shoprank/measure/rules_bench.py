@@ -5,9 +5,9 @@ the model's `compute_infer` statistics:
   * sorter with every rule at N = 1,000 candidates (ids, catalog attributes, filters, pins,
     boost, diversity, exploration, trace), called directly (the ranker's cost at N = 1,000 is
     not the sorter's);
-  * the rank-50 path without rules: today's tokenizer and sorter (the committed code at git
-    HEAD, loaded beside them as `*_head` models) against the current ones, interleaved, on the
-    same rank-50 requests.
+  * the rank-50 path without rules: the tokenizer and sorter of a baseline git revision (HEAD by
+    default, `--baseline REV`: the code before rules existed, say), loaded beside today's as
+    `*_head` models, against the current ones, interleaved, on the same rank-50 requests.
 """
 from __future__ import annotations
 
@@ -30,10 +30,12 @@ ALL_RULES = {"filter": {"in_stock_only": True, "price_min": 5, "price_max": 2000
              "objective": "expected_value", "value_weight": 0.5}
 
 
-def _head_model_py(kind: str) -> str | None:
-    """HEAD's model class as a stand-alone model.py (absolute imports), or None without git."""
+def _head_model_py(kind: str, baseline: str = "HEAD") -> str | None:
+    """The baseline revision's model class as a stand-alone model.py (absolute imports), or None
+    without git."""
     try:
-        source = subprocess.run(["git", "show", "HEAD:shoprank/serving/triton/models.py"], cwd=config.PROJECT_ROOT,
+        source = subprocess.run(["git", "show", f"{baseline}:shoprank/serving/triton/models.py"],
+                                cwd=config.PROJECT_ROOT,
                                 capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -47,16 +49,18 @@ def _head_config(text: str, name: str) -> str:
     """Today's config of a step without this issue's optional tensors and parameters."""
     keep = [line for line in text.splitlines()
             if not any(t in line for t in (config.CANDIDATE_IDS, config.ATTRIBUTES, config.RULES, config.FINAL_SCORES,
-                                           config.TRACE, config.RANDOMIZED, '"catalog"', "rules_defaults"))]
+                                           config.TRACE, config.RANDOMIZED, '"catalog"', "rules_defaults",
+                                           config.USER_ID, config.USER_CONTEXT, config.BEHAVIOUR,
+                                           '"profile_store"', '"pseudonym_key"', '"personal"'))]
     text = "\n".join(keep).replace(" optional: true", "")
     text = re.sub(r"\},(\s*\n\s*\])", r"}\1", text)  # the last tensor of a list loses its comma
     return re.sub(r'^name: "\w+"', f'name: "{name}"', text, flags=re.M)
 
 
-def add_head_models(repo: Path) -> list[str]:
+def add_head_models(repo: Path, baseline: str = "HEAD") -> list[str]:
     added = []
     for step, kind in ((config.TOKENIZER_MODEL, "TokenizerModel"), (config.SORTER_MODEL, "SorterModel")):
-        source = _head_model_py(kind)
+        source = _head_model_py(kind, baseline)
         if source is None:
             return []
         target = repo / (step + HEAD_SUFFIX)
@@ -99,7 +103,8 @@ def _pct(values: list, q: float) -> float:
 
 
 def rules_bench(model_dir: str | Path, engine: str | Path, catalog: str | Path, out: str | Path,
-                requests: int = 300, work_dir: str | Path | None = None, log=print) -> dict:
+                requests: int = 300, work_dir: str | Path | None = None, log=print, baseline: str = "HEAD") -> dict:
+    """`baseline`: the git revision whose tokenizer and sorter the rank-50 path is compared with."""
     import tempfile
 
     import tritonclient.http as api
@@ -113,11 +118,11 @@ def rules_bench(model_dir: str | Path, engine: str | Path, catalog: str | Path, 
         raise ValueError(f"catalog {catalog} holds {len(frame)} products; the bench needs >= 1000")
     work = Path(work_dir or tempfile.mkdtemp(prefix="shoprank-rules-bench-"))
     repo = build_repository(model_dir, engine, work / "model_repository", target="python", catalog=catalog)
-    heads = add_head_models(repo)
+    heads = add_head_models(repo, baseline)
     rng = np.random.default_rng(0)
     ids = frame["id"].to_numpy()
     queries = [(r.query, list(r.texts)) for r in RequestPool.from_spec("default").distinct(50, 50)]
-    result = {"requests": requests, "catalog_products": len(frame), "head_models": heads}
+    result = {"requests": requests, "catalog_products": len(frame), "head_models": heads, "baseline": baseline}
     with run_triton(repo, work_dir=work) as server:
         client = api.InferenceServerClient(server.endpoints.http)
         lookup = Catalog(catalog)
@@ -159,7 +164,7 @@ def rules_bench(model_dir: str | Path, engine: str | Path, catalog: str | Path, 
                 ratio = _pct(now, 50) / _pct(head, 50)
                 result["rank50_no_rules_ms"][step]["p50_ratio_to_head"] = ratio
                 log(f"rank-50 without rules, {step}: p50 {_pct(now, 50):.3f} ms now vs {_pct(head, 50):.3f} ms at "
-                    f"HEAD ({ratio:.2f}x)")
+                    f"{baseline} ({ratio:.2f}x)")
         client.close()
     import os
 

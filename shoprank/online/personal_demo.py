@@ -20,6 +20,21 @@ from .shop import ShopConfig
 DEMO_DIR = config.ARTIFACTS_DIR / "personalize" / "demo"
 
 
+def serves_personal_head(url: str, protocol: str = "grpc") -> bool:
+    """Whether the running server's sorter applies a personal head (its config names one)."""
+    if protocol == "grpc":
+        import tritonclient.grpc as api
+
+        with api.InferenceServerClient(url) as client:
+            params = client.get_model_config(config.SORTER_MODEL, as_json=True)["config"].get("parameters", {})
+    else:
+        import tritonclient.http as api
+
+        with api.InferenceServerClient(url) as client:
+            params = client.get_model_config(config.SORTER_MODEL).get("parameters", {})
+    return bool(params.get("personal", {}).get("string_value"))
+
+
 def _page(client, query, texts, user=None, top=3):
     indices, scores, _ = client.infer_with_id(query, texts, top, user_id=user)
     return [(texts[int(i)], float(s)) for i, s in zip(indices, scores)]
@@ -29,6 +44,10 @@ def show(url: str, protocol: str = "grpc", store_url: str = config.PROFILE_STORE
          key_file: str | Path = DEFAULT_KEY_FILE, days: int = 4, seed: int = 7, log=print) -> dict:
     """Log `days` of simulated sessions (ordered by the running server), feed the profile store,
     then rank one query for two shoppers and anonymously; returns the three pages."""
+    if not serves_personal_head(url, protocol):
+        log(f"the server at {url} serves no personal head (none installed, or its gate refused it: see "
+            "make personal-head / make personalize): every shopper gets the anonymous page")
+        return {}
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     db = DEMO_DIR / "feedback.sqlite"
     db.unlink(missing_ok=True)

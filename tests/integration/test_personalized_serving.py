@@ -140,3 +140,11 @@ def test_redis_store_then_outage_is_a_counted_cold_start(tiny_model, onnx_int8, 
     finally:
         if redis_ctx is not None:
             redis_ctx.__exit__(None, None, None)
+
+
+def test_the_demo_can_tell_whether_a_personal_head_is_served(personal_server, server):
+    from shoprank.online.personal_demo import serves_personal_head
+
+    endpoints = personal_server[1].endpoints
+    assert serves_personal_head(endpoints.grpc, "grpc") and serves_personal_head(endpoints.http, "http")
+    assert not serves_personal_head(server.grpc, "grpc")
