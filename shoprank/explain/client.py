@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import config
 from ..errors import RankError
-from ..serving.client import PROTOCOLS, default_url
+from ..serving.client import PROTOCOLS, connect, default_url
 from .explanation import Explained
 
 
@@ -23,13 +23,7 @@ class ExplainClient:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
         self.url = url or default_url(protocol)
-        if protocol == "grpc":
-            import tritonclient.grpc as api
-        else:
-            import tritonclient.http as api
-        self._api = api
-        kwargs = {} if protocol == "grpc" else {"network_timeout": timeout_s, "connection_timeout": timeout_s}
-        self._client = api.InferenceServerClient(self.url, **kwargs)
+        self._api, self._client = connect(self.url, protocol, timeout_s)
 
     def __enter__(self):
         return self

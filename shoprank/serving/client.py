@@ -75,6 +75,17 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def connect(url: str, protocol: str, timeout_s: float):
+    """(tritonclient module, InferenceServerClient) for `url` over gRPC or HTTP; HTTP's network
+    and connection timeouts are `timeout_s` (gRPC takes its timeout per call)."""
+    if protocol == "grpc":
+        import tritonclient.grpc as api
+    else:
+        import tritonclient.http as api
+    kwargs = {} if protocol == "grpc" else {"network_timeout": timeout_s, "connection_timeout": timeout_s}
+    return api, api.InferenceServerClient(url, **kwargs)
+
+
 def default_url(protocol: str, host: str = config.HOST) -> str:
     return f"{host}:{config.GRPC_PORT if protocol == 'grpc' else config.HTTP_PORT}"
 
@@ -98,13 +109,7 @@ class RankClient:
         self._rng_lock = threading.Lock()
         self._version = (None, 0.0)  # (ranker version, when looked up)
         self.url = url or default_url(protocol)
-        if protocol == "grpc":
-            import tritonclient.grpc as api
-        else:
-            import tritonclient.http as api
-        self._api = api
-        kwargs = {} if protocol == "grpc" else {"network_timeout": timeout_s, "connection_timeout": timeout_s}
-        self._client = api.InferenceServerClient(self.url, **kwargs)
+        self._api, self._client = connect(self.url, protocol, timeout_s)
 
     def __enter__(self):
         return self

@@ -23,18 +23,10 @@ import numpy as np
 from .. import config
 from ..errors import RequestError
 from .profiles import BEHAVIOUR_KINDS, MAX_EVENTS, MAX_TEXT_CHARS, ProfileStore, ProfileUnavailable
+from .request import decode_text
 
 DEFAULT_CONTEXT_KIND = "click"   # an item without a "kind:" prefix is a product the shopper acted on
 MAX_USER_ID_CHARS = 256
-
-
-def _text(value, what: str) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return bytes(value).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def decode_user_id(values: Sequence | None) -> str | None:
@@ -43,7 +35,7 @@ def decode_user_id(values: Sequence | None) -> str | None:
         return None
     if len(values) != 1:
         raise RequestError(f"{config.USER_ID} must hold exactly one string, got {len(values)}")
-    user = _text(values[0], config.USER_ID).strip()
+    user = decode_text(values[0], config.USER_ID).strip()
     if len(user) > MAX_USER_ID_CHARS:
         raise RequestError(f"{config.USER_ID} is too long: {len(user)} > {MAX_USER_ID_CHARS} characters")
     return user or None
@@ -55,7 +47,7 @@ def decode_context(values: Sequence | None) -> list[tuple[str, str]]:
         return []
     out = []
     for i, value in enumerate(list(values)[:MAX_EVENTS]):
-        item = _text(value, f"{config.USER_CONTEXT}[{i}]").strip()
+        item = decode_text(value, f"{config.USER_CONTEXT}[{i}]").strip()
         kind, sep, rest = item.partition(":")
         if sep and kind.strip().lower() in BEHAVIOUR_KINDS:
             kind, item = kind.strip().lower(), rest.strip()

@@ -7,7 +7,8 @@ from .. import config
 from ..errors import RequestError
 
 
-def _decode(value, what: str) -> str:
+def decode_text(value, what: str) -> str:
+    """One BYTES element as text; RequestError naming `what` when it is not UTF-8."""
     if isinstance(value, str):
         return value
     try:
@@ -21,7 +22,7 @@ def decode_request(query: Sequence, candidates: Sequence,
     """Decode the BYTES inputs of one request into (query, candidate texts)."""
     if len(query) != 1:
         raise RequestError(f"{config.QUERY} must hold exactly one string, got {len(query)}")
-    text = _decode(query[0], config.QUERY)
+    text = decode_text(query[0], config.QUERY)
     if not any(ch.isprintable() and not ch.isspace() for ch in text):
         raise RequestError(f"{config.QUERY} is empty: it has no printable character")
     count = len(candidates)
@@ -29,7 +30,7 @@ def decode_request(query: Sequence, candidates: Sequence,
         raise RequestError(f"{config.CANDIDATES} is empty: send 1..{max_candidates} product texts")
     if count > max_candidates:
         raise RequestError(f"too many {config.CANDIDATES}: {count} > {max_candidates} per request")
-    return text, [_decode(c, f"{config.CANDIDATES}[{i}]") for i, c in enumerate(candidates)]
+    return text, [decode_text(c, f"{config.CANDIDATES}[{i}]") for i, c in enumerate(candidates)]
 
 
 def check_top_k(top_k: Sequence) -> int:
@@ -51,4 +52,4 @@ def decode_ids(ids: Sequence, texts: list[str] | None, max_candidates: int = con
     if texts is not None and len(texts) != count:
         raise RequestError(f"{config.CANDIDATE_IDS} has {count} ids but {config.CANDIDATES} has {len(texts)} "
                            "texts: send one id per text, or ids alone")
-    return [_decode(c, f"{config.CANDIDATE_IDS}[{i}]") for i, c in enumerate(ids)]
+    return [decode_text(c, f"{config.CANDIDATE_IDS}[{i}]") for i, c in enumerate(ids)]
