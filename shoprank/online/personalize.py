@@ -25,7 +25,6 @@ the ceiling of personalization on top of this model.
 from __future__ import annotations
 
 import bisect
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,14 +41,13 @@ from ..serving.profiles import MAX_EVENTS
 from ..serving.tokenizer import PairEncoder
 from ..training.head import fit_offset_head
 from .feedback import FeedbackStore
-from .profile_feed import behaviour_from_log
+from .profile_feed import behaviour_from_frames
 from .propensities import estimate_propensities
 from .sessions import PoolQuery, Request, query_pool, simulate_days
 from .shop import ShopConfig, click_lift, purchase_chances, shopper_gain
 from .world import examination
 
 DESIGNS = ("fusion", "text")
-DEFAULT_DESIGN = "fusion"
 TEXT_SEPARATOR = " [SEP] "
 
 
@@ -96,15 +94,15 @@ class Logged:
     clicked: set         # positions clicked
 
 
-def _read_log(db: Path, requests: list[Request], key_file: Path) -> list[Logged]:
+def _read_log(frames, requests: list[Request], key_file: Path) -> list[Logged]:
+    """The requests with their logged pages, clicks and profiles; `frames`: feedback.read_frames."""
     from ..data.pseudonym import load_or_create_key, pseudonym
-    from .feedback import read_frames
 
     key = load_or_create_key(key_file)
     for r in requests:
         r.user = pseudonym(r.shopper.user_id, key)
-    profiles = _profiles_at(behaviour_from_log(db), requests)
-    _, shown, events = read_frames(db)
+    profiles = _profiles_at(behaviour_from_frames(*frames), requests)
+    _, shown, events = frames
     pages = shown.sort_values(["request_id", "position"]).groupby("request_id")["candidate_index"].apply(list)
     clicks = events[events["kind"] == "click"].groupby("request_id")["position"].apply(set)
     return [Logged(r, p, pages.get(r.request_id, []), clicks.get(r.request_id, set()))
@@ -219,9 +217,9 @@ def run_seed(cfg: PersonalizeConfig, seed: int, pool: list[PoolQuery], base: dic
     started = time.time()
     with FeedbackStore(db, pseudonym_key_file=key_file) as store:
         requests, products = simulate_days(shop, cfg.days, pool, lambda q: base[q.query], store, cfg.favourite_share)
-    logged = _read_log(db, requests, key_file)
-    imps, shown, events = read_frames(db)
-    theta = estimate_propensities(imps, shown, events)
+    frames = read_frames(db)
+    logged = _read_log(frames, requests, key_file)
+    theta = estimate_propensities(*frames)
     train = [it for it in logged if it.request.day < cfg.test_from_day]
     test = [it for it in logged if it.request.day >= cfg.test_from_day and not it.request.randomized]
     returning = [it for it in test if it.request.shopper.arrived < cfg.test_from_day]
@@ -316,7 +314,3 @@ def write_report(report: dict, report_dir: str | Path, latency: dict | None = No
     from .personalize_report import write
 
     return write(report, Path(report_dir), latency)
-
-
-def main_json(report: dict, path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2, default=str))

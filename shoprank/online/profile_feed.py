@@ -15,7 +15,11 @@ from .feedback import erase_user, read_frames
 
 def behaviour_from_log(feedback_db: str | Path, since: float | None = None) -> dict[str, list[Behaviour]]:
     """{pseudonym: [Behaviour, ...]} from the feedback log (impressions with ts >= since)."""
-    imps, shown, events = read_frames(feedback_db, since=since)
+    return behaviour_from_frames(*read_frames(feedback_db, since=since))
+
+
+def behaviour_from_frames(imps, shown, events) -> dict[str, list[Behaviour]]:
+    """behaviour_from_log for frames already read (feedback.read_frames)."""
     out: dict[str, list[Behaviour]] = {}
     imps = imps[imps["user_id"].notna()]
     for user, ts, query in zip(imps["user_id"], imps["ts"], imps["query"]):
