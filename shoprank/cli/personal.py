@@ -135,14 +135,15 @@ def personalize(argv: list[str]) -> int:
     if args.install:
         import shutil
 
-        from ..quality.gate import MAX_NDCG_DROP
+        from ..quality.gate import judge_ndcg
         from ..serving.personal import personal_dir
 
         returning = report["summary"]["returning"]
-        drop = returning["non-personalized"]["ndcg"]["mean"] - returning["fusion"]["ndcg"]["mean"]
-        if drop > MAX_NDCG_DROP:
-            print(f"personal head REFUSED, not installed: it loses {drop:.4f} NDCG@10 on returning shoppers' "
-                  f"later sessions (gate: {MAX_NDCG_DROP})", file=sys.stderr)
+        verdict = judge_ndcg(returning["non-personalized"]["ndcg"]["mean"], returning["fusion"]["ndcg"]["mean"],
+                             "the personal head", reference="the non-personalized model on returning shoppers' "
+                                                            "later sessions")
+        if not verdict["passed"]:
+            print(f"personal head REFUSED, not installed: {verdict['reason']}", file=sys.stderr)
             return 2
 
         target = personal_dir(cfg.model_dir)
