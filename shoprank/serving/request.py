@@ -30,7 +30,15 @@ def decode_request(query: Sequence, candidates: Sequence,
         raise RequestError(f"{config.CANDIDATES} is empty: send 1..{max_candidates} product texts")
     if count > max_candidates:
         raise RequestError(f"too many {config.CANDIDATES}: {count} > {max_candidates} per request")
-    return text, [decode_text(c, f"{config.CANDIDATES}[{i}]") for i, c in enumerate(candidates)]
+    return text, decode_texts(candidates, config.CANDIDATES)
+
+
+def decode_texts(values: Sequence, what: str) -> list[str]:
+    """Every BYTES element as text; the first one that is not UTF-8 is named (`what[i]`)."""
+    try:  # one pass without a call per element: the common case, all valid
+        return [v if isinstance(v, str) else v.decode("utf-8") for v in values]
+    except (UnicodeDecodeError, AttributeError):
+        return [decode_text(v, f"{what}[{i}]") for i, v in enumerate(values)]
 
 
 def check_top_k(top_k: Sequence) -> int:
@@ -52,4 +60,4 @@ def decode_ids(ids: Sequence, texts: list[str] | None, max_candidates: int = con
     if texts is not None and len(texts) != count:
         raise RequestError(f"{config.CANDIDATE_IDS} has {count} ids but {config.CANDIDATES} has {len(texts)} "
                            "texts: send one id per text, or ids alone")
-    return [decode_text(c, f"{config.CANDIDATE_IDS}[{i}]") for i, c in enumerate(ids)]
+    return decode_texts(ids, config.CANDIDATE_IDS)

@@ -59,7 +59,7 @@ class PairEncoder:
         tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         padding = tokenizer.padding
         self.pad_id = padding["pad_id"] if padding else (tokenizer.token_to_id("[PAD]") or 0)
-        self._texts: dict[str, list[int]] = {}
+        self._texts: dict[str, np.ndarray] = {}
         self._single = None
         self.fast = self._enable_fast_path()
 
@@ -87,31 +87,48 @@ class PairEncoder:
             self._texts.clear()
         return same
 
-    def _ids(self, text: str) -> list[int]:
+    def _ids(self, text: str) -> np.ndarray:
+        """A text's token ids followed by [SEP] (how every sequence ends in a pair), cached."""
         ids = self._texts.get(text)
         if ids is None:
             if len(self._texts) >= TEXT_CACHE_ENTRIES:
                 self._texts.clear()
-            ids = self._texts[text] = self._single.encode(text, add_special_tokens=False).ids
+            ids = self._texts[text] = np.asarray([*self._single.encode(text, add_special_tokens=False).ids,
+                                                  self._sep], dtype=np.int32)
         return ids
 
     def _assemble(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """[CLS] a [SEP] b [SEP] per pair, written into the padded arrays in one scatter: per pair
+        only cached arrays are listed (a row loop of numpy slice assignments cost more than the
+        tokenization of cached titles)."""
         budget = self.max_length - 3  # [CLS] a [SEP] b [SEP]
-        rows = []
+        cls = np.array([self._cls], np.int32)
+        pieces, firsts, ends = [], [], []
+        a = head = last_query = None
         for query, text in zip(queries, texts):
-            a, b = self._ids(query[: config.MAX_TEXT_CHARS]), self._ids(text[: config.MAX_TEXT_CHARS])
-            n1, n2 = _longest_first(len(a), len(b), budget)
-            rows.append((a[:n1], b[:n2]))
-        longest = max((len(a) + len(b) + 3 for a, b in rows), default=1)
+            if query is not last_query:  # encode() repeats one query object: its head is built once
+                a, last_query = self._ids(query[: config.MAX_TEXT_CHARS]), query
+                head = np.concatenate((cls, a))
+            b = self._ids(text[: config.MAX_TEXT_CHARS])
+            n1, n2 = len(a) - 1, len(b) - 1  # without their [SEP]
+            if n1 + n2 > budget:  # truncated: the tokenizer's longest-first rule
+                n1, n2 = _longest_first(n1, n2, budget)
+                pieces += (cls, a[:n1], a[-1:], b[:n2], b[-1:])
+            else:
+                pieces += (head, b)
+            firsts.append(n1 + 2)
+            ends.append(n1 + n2 + 3)
+        firsts, ends = np.asarray(firsts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        longest = int(ends.max()) if len(ends) else 1
         length = bucket_length(longest, self.buckets) if self.buckets else longest
-        ids = np.full((len(rows), length), self.pad_id, dtype=np.int32)
-        mask = np.zeros((len(rows), length), dtype=np.int32)
-        types = np.zeros((len(rows), length), dtype=np.int32)
-        for row, (a, b) in enumerate(rows):
-            first, n = len(a) + 2, len(a) + len(b) + 3
-            ids[row, :n] = [self._cls, *a, self._sep, *b, self._sep]
-            mask[row, :n] = 1
-            types[row, first:n] = 1
+        ids = np.full((len(ends), length), self.pad_id, dtype=np.int32)
+        if len(ends):
+            rows = np.repeat(np.arange(len(ends)), ends)
+            cols = np.arange(int(ends.sum())) - np.repeat(np.cumsum(ends) - ends, ends)
+            ids[rows, cols] = np.concatenate(pieces)
+        positions = np.arange(length)
+        mask = (positions < ends[:, None]).astype(np.int32)
+        types = ((positions >= firsts[:, None]) & (positions < ends[:, None])).astype(np.int32)
         input_ids, attention_mask, token_type_ids = config.ENGINE_INPUTS
         return {input_ids: ids, attention_mask: mask, token_type_ids: types}
 

@@ -8,19 +8,20 @@ metrics API (pb_utils.MetricFamily) on Triton's metrics port (/metrics), beside 
         comes back at the same value)
     shoprank_request_errors_total{model,kind}     counter: requests refused as invalid, by kind
         (ERROR_KINDS); every kind exists from start-up at 0, so rate() sees the first error
-    shoprank_candidates_per_request{model}        histogram (Triton HISTOGRAM): candidates of
-        each valid request (tokenizer)
+    shoprank_candidates_per_request_bucket{model,le} / _sum / _count   counters read as a
+        histogram: candidates of each valid request (tokenizer)
     shoprank_score_bucket{model,le} / _sum / _count   counters read as a histogram: the click
         probability of every scored candidate (sorter)
     shoprank_profile_lookups_total{model,source}  counter: where each request's shopper behaviour
         came from (tokenizer with personalization; PROFILE_SOURCES): "outage" counts requests
         ranked as a cold start because the profile store did not answer
 
-Why the scores are not a Triton HISTOGRAM: every observe() is a round trip from the stub
-process to the server, one per value, and a rank-1000 request would pay a thousand of them. So
-the sorter counts scores into buckets with numpy and adds the counts to one counter per bucket
-(cumulative, labelled `le` like a Prometheus histogram, so histogram_quantile() works), at most
-once every FLUSH_S seconds (a burst's last second shows with the next request).
+Why neither histogram is a Triton HISTOGRAM: every observe() is a round trip from the stub
+process to the server, one per value: a rank-1000 request would pay a thousand of them, and even
+one per request is a visible share of a cached request's time. So the models count values into
+buckets with numpy and add the counts to one counter per bucket (cumulative, labelled `le` like a
+Prometheus histogram, so histogram_quantile() works), at most once every FLUSH_S seconds (a
+burst's last second shows with the next request).
 
 Recording never fails a request: an error in the metrics API is logged once and then ignored.
 Only ModelMetrics needs Triton's stub (triton_python_backend_utils, imported when created); the
@@ -74,11 +75,12 @@ def le_label(bound: float) -> str:
     return "+Inf" if bound == float("inf") else f"{bound:g}"
 
 
-class ScoreBuckets:
-    """Cumulative bucket counts, sum and count of scores, waiting to be added to the counters."""
+class Buckets:
+    """Cumulative bucket counts, sum and count of values, waiting to be added to the counters."""
 
-    def __init__(self, bounds=SCORE_BUCKETS):
+    def __init__(self, bounds):
         self.bounds = np.array([*bounds, np.inf], dtype=np.float64)
+        self.bounds32 = self.bounds.astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -86,11 +88,18 @@ class ScoreBuckets:
         self.total = 0.0
         self.count = 0
 
-    def add(self, scores: np.ndarray) -> None:
-        # Compared in float32, the scores' own precision: a score of 0.1 falls in le="0.1".
-        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    def add(self, values) -> None:
+        # Compared in float32, the scores' own precision: a score of 0.1 falls in le="0.1"
+        # (candidate counts up to 1,000 are exact in it).
+        if np.isscalar(values):  # one value a request (candidates): no sort needed
+            value = np.float32(values)
+            self.counts += value <= self.bounds32
+            self.total += float(value)
+            self.count += 1
+            return
+        scores = np.asarray(values, dtype=np.float32).reshape(-1)
         # Cumulative like Prometheus: bucket i counts every score <= bounds[i].
-        self.counts += np.searchsorted(np.sort(scores), self.bounds.astype(np.float32), side="right")
+        self.counts += np.searchsorted(np.sort(scores), self.bounds32, side="right")
         self.total += float(scores.sum(dtype=np.float64))
         self.count += len(scores)
 
@@ -126,11 +135,11 @@ class ModelMetrics:
                 self._errors = {kind: self._counter(REQUEST_ERRORS, "requests refused as invalid, by kind",
                                                     {**labels, "kind": kind}) for kind in ERROR_KINDS}
             if candidates:
-                self._candidates = self._family(CANDIDATES, "candidates per valid request",
-                                                pb_utils.MetricFamily.HISTOGRAM).Metric(
-                    labels=labels, buckets=[float(b) for b in CANDIDATE_BUCKETS])
+                self._candidates = _BucketCounters(self, CANDIDATES, CANDIDATE_BUCKETS, "valid requests",
+                                                   "candidates")
             if scores:
-                self._scores = _ScoreCounters(self)
+                self._scores = _BucketCounters(self, SCORE, SCORE_BUCKETS, "scored candidates",
+                                               "click probability")
             if profiles:
                 self._profiles = {source: self._counter(PROFILE_LOOKUPS, "where each request's shopper behaviour "
                                                         "came from; outage = cold start, the store did not answer",
@@ -144,7 +153,7 @@ class ModelMetrics:
 
     def candidates(self, count: int) -> None:
         if self._candidates is not None:
-            self._safely(lambda: self._candidates.observe(float(count)))
+            self._safely(lambda: self._candidates.add(count))
 
     def profile(self, source: str) -> None:
         if self._profiles:
@@ -173,20 +182,20 @@ class ModelMetrics:
                 self._pb.Logger.log_warn(f"shoprank metrics off for {self.model}: {exc!r}")
 
 
-class _ScoreCounters:
-    """SCORE's _bucket{le}, _sum and _count counters, fed from ScoreBuckets every FLUSH_S."""
+class _BucketCounters:
+    """A histogram's _bucket{le}, _sum and _count counters, fed from Buckets every FLUSH_S."""
 
-    def __init__(self, owner: ModelMetrics):
+    def __init__(self, owner: ModelMetrics, name: str, bounds, counted: str, value: str):
         labels = {"model": owner.model}
-        self.pending = ScoreBuckets()
-        self.buckets = {le: owner._counter(f"{SCORE}_bucket", "scored candidates with click probability <= le",
+        self.pending = Buckets(bounds)
+        self.buckets = {le: owner._counter(f"{name}_bucket", f"{counted} with {value} <= le",
                                            {**labels, "le": le}) for le, _ in self.pending.labelled()}
-        self.sum = owner._counter(f"{SCORE}_sum", "sum of the click probabilities of scored candidates", labels)
-        self.count = owner._counter(f"{SCORE}_count", "scored candidates", labels)
+        self.sum = owner._counter(f"{name}_sum", f"sum of the {value} of {counted}", labels)
+        self.count = owner._counter(f"{name}_count", counted, labels)
         self.flushed = 0.0
 
-    def add(self, scores: np.ndarray) -> None:
-        self.pending.add(scores)
+    def add(self, values) -> None:
+        self.pending.add(values)
         now = time.monotonic()
         if now - self.flushed < FLUSH_S:
             return

@@ -10,7 +10,7 @@ from shoprank.serving.triton.metrics import (
     CANDIDATE_BUCKETS,
     ERROR_KINDS,
     SCORE_BUCKETS,
-    ScoreBuckets,
+    Buckets,
     error_kind,
     le_label,
 )
@@ -43,11 +43,13 @@ def test_missing_input_and_unknown_errors():
 
 
 def test_score_buckets_are_cumulative_like_prometheus():
-    buckets = ScoreBuckets(bounds=(0.1, 0.5, 1.0))
+    buckets = Buckets(bounds=(0.1, 0.5, 1.0))
     buckets.add(np.array([0.05, 0.1, 0.3, 0.9], np.float32))
     buckets.add([0.6])
     assert buckets.labelled() == [("0.1", 2), ("0.5", 3), ("1", 5), ("+Inf", 5)]
     assert buckets.count == 5 and buckets.total == pytest.approx(1.95, abs=1e-6)
+    buckets.add(5)  # one value (a request's candidate count): the same buckets as an array of one
+    assert buckets.labelled() == [("0.1", 2), ("0.5", 3), ("1", 5), ("+Inf", 6)] and buckets.count == 6
     buckets.reset()
     assert buckets.labelled()[-1] == ("+Inf", 0) and buckets.count == 0 and buckets.total == 0
 
