@@ -3,11 +3,15 @@
 Per seed: the simulated shop (world.py's queries and candidates, shop.py's products and
 shoppers) serves pages ordered by relevance (with an exploration share) for `log_days` days,
 logging impressions, clicks, add-to-carts and purchases with pseudonymous user ids into a
-FeedbackStore. A conversion model p(purchase | click) is learned from that log (ConversionModel:
-per product, shrunk towards its category's rate, Beta/empirical Bayes) and written into the
-catalog's `conversion` column. Then, for `eval_days` more days of the same shoppers and queries
-(common random numbers: every policy meets the same shopper, query and dice), each policy
-orders the pages: relevance, expected_value, expected_value + rules. Reported: revenue and
+FeedbackStore. Two conversion models p(purchase | click) are learned from that log, only from
+what a server knows: ConversionModel (per product, shrunk towards its category's rate, Beta /
+empirical Bayes) and ConversionHead (a complementary log-log model of every logged click: the
+request's p(click), stock, price against its category, rating, category, and the product's own
+shrunk ratio); each is written into a catalog's `conversion` column. Then, for `eval_days` more
+days of the same shoppers and queries (common random numbers: every policy meets the same
+shopper, query and dice), each policy orders the pages: relevance, expected_value at every
+value_weight of SWEEP with either model, expected_value + rules. The (model, value_weight) is
+chosen on the tuning seeds, never on the reported ones (`choose`). Reported: revenue and
 margin per 1,000 requests, CTR, purchases, NDCG@10 of the order against the TRUE relevance,
 share of out-of-stock items shown, distinct brands in the top 10.
 
@@ -31,23 +35,52 @@ from ..data.synthetic import click_probability
 from ..quality import metrics
 from ..serving.catalog import ATTRIBUTES, Catalog, load_catalog
 from ..serving.client import Shown
-from ..serving.rules import apply_rules, parse_rules
+from ..serving.engine import sigmoid
+from ..serving.rules import MAX_CLICK_EXPONENT, apply_rules, parse_rules
 from .feedback import FeedbackStore, read_frames
 from .shop import ShopConfig, Shoppers, click_lift, purchase_probability, simulate_page, synthetic_catalog
 from .world import build_world, examination
 
-SWEEP = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12)  # value_weight candidates, tried on the tuning seeds
-LOSS_BUDGET = 0.005  # the chosen value_weight: the largest whose mean NDCG@10 loss on the tuning seeds is within
+SWEEP = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.12)  # value_weight candidates, tried on the tuning seeds
+LOSS_BUDGET = 0.01  # the target's NDCG@10 loss: the choice is the best mean revenue on the tuning seeds within it
+MODELS = ("product_rate", "head")  # the conversion models compared: ConversionModel, ConversionHead
 
 
-def policies(weight: float) -> dict:
-    """The compared policies (RULES JSON each), the tempered expected value at `weight`."""
-    tempered = {"objective": "expected_value", "value_weight": weight}
-    return {"relevance": {}, "expected_value": {"objective": "expected_value"},
-            f"expected_value_w{weight:g}": tempered,
-            f"expected_value_w{weight:g}+rules": {**tempered, "filter": {"in_stock_only": True},
-                                                  "diversity": {"max_per_brand": 3, "top_n": 10},
-                                                  "boost": {"attribute": "margin", "strength": 0.05}}}
+def expected_value(weight: float, model: str) -> dict:
+    return {"model": model, "rules": {"objective": "expected_value",
+                                      **({"value_weight": weight} if weight != 1 else {})}}
+
+
+def sweep_policies() -> dict:
+    """Relevance and expected value at every SWEEP weight with every conversion model."""
+    return {"relevance": {"model": MODELS[0], "rules": {}},
+            **{f"w{w:g}[{m}]": expected_value(w, m) for m in MODELS for w in SWEEP}}
+
+
+def policies(weight: float, model: str, others: dict) -> dict:
+    """The reported policies: name -> {"model": whose catalog (conversion) it reads, "rules": RULES
+    JSON}; the head's learned click_exponent is added per seed (run_seed). others: each other
+    model's own best weight, shown beside the chosen one."""
+    chosen = expected_value(weight, model)
+    return {"relevance": {"model": model, "rules": {}},
+            f"expected_value[{model}]": expected_value(1.0, model),
+            f"expected_value_w{weight:g}[{model}]": chosen,
+            **{f"expected_value_w{w:g}[{m}]": expected_value(w, m) for m, w in others.items()},
+            f"expected_value_w{weight:g}[{model}]+rules": {
+                "model": model, "rules": {**chosen["rules"], "filter": {"in_stock_only": True},
+                                          "diversity": {"max_per_brand": 3, "top_n": 10},
+                                          "boost": {"attribute": "margin", "strength": 0.05}}}}
+
+
+def choose(tuning: dict) -> tuple[str, float, dict]:
+    """The (model, value_weight) with the best mean revenue lift on the tuning seeds among those whose
+    mean NDCG@10 loss there is within LOSS_BUDGET (else the smallest weight), and each model's own best."""
+    best: dict = {}
+    for m in MODELS:
+        within = [w for w in SWEEP if tuning[f"w{w:g}[{m}]"]["ndcg_loss"]["mean"] <= LOSS_BUDGET]
+        best[m] = max(within, key=lambda w: tuning[f"w{w:g}[{m}]"]["revenue_lift"]["mean"]) if within else min(SWEEP)
+    model = max(MODELS, key=lambda m: tuning[f"w{best[m]:g}[{m}]"]["revenue_lift"]["mean"])
+    return model, best[model], {m: w for m, w in best.items() if m != model}
 
 
 PRIOR_STRENGTHS = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # pseudo-clicks of the category prior, chosen on held-out log
@@ -63,7 +96,7 @@ class ConversionConfig:
     traffic_queries: int = 80
     candidates: int = 20
     log_days: int = 6
-    eval_days: int = 3
+    eval_days: int = 10            # revenue per request is noisy (few, price-skewed purchases): many requests
     threads: int = 1
     shop: ShopConfig = field(default_factory=ShopConfig)
 
@@ -94,6 +127,110 @@ class ConversionModel:
         return (self.purchases.get(pid, 0) + self.strength * prior) / (c + self.strength)
 
 
+HEAD_PENALTY = 1.0  # L2 on the head's coefficients (not the intercept): keeps "never bought" finite
+HEAD_PENALTIES = (0.1, 1.0, 10.0)  # the L2 strengths tried, chosen on held-out log (with the shrinkage)
+
+
+def product_features(frame) -> tuple[tuple, np.ndarray]:
+    """What the head knows of a product, all from the catalog: out of stock, log price relative
+    to its category's mean log price (and its square: shoppers buy near a typical price), rating
+    and category (one-hot)."""
+    log_price = np.log(np.maximum(frame["price"].to_numpy(dtype=float), 0.01))
+    categories = frame["category"].astype(str).to_numpy()
+    mean = {c: log_price[categories == c].mean() for c in np.unique(categories)}
+    rel = log_price - np.array([mean[c] for c in categories])
+    rating = np.nan_to_num(frame["rating"].to_numpy(dtype=float), nan=4.0) - 4.0
+    names = ["out_of_stock", "log_price_vs_category", "log_price_vs_category^2", "rating-4"]
+    columns = [1.0 - frame["in_stock"].to_numpy(dtype=float), rel, rel ** 2, rating]
+    for c in sorted(mean)[1:]:  # the first category is the intercept's
+        names.append(f"category={c}")
+        columns.append((categories == c).astype(float))
+    return tuple(names), np.column_stack(columns)
+
+
+def _cloglog_fit(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """Coefficients of P(y=1) = 1 - exp(-exp(x @ theta)) by penalized maximum likelihood; the first
+    column is the intercept (not penalized). For small rates exp(x @ theta) is the rate itself, so
+    the fitted terms multiply (what the served formula does)."""
+    from scipy.optimize import minimize
+
+    mask = np.r_[0.0, np.ones(x.shape[1] - 1)]
+
+    def loss(theta):
+        eta = np.clip(x @ theta, -30.0, 3.0)
+        mu = np.exp(eta)
+        ll = np.where(y > 0, np.log(-np.expm1(-mu)), -mu)
+        d = np.where(y > 0, mu / np.expm1(mu), -mu)
+        return -ll.sum() + 0.5 * penalty * (mask * theta ** 2).sum(), -(x.T @ d) + penalty * mask * theta
+
+    start = np.zeros(x.shape[1])
+    start[0] = math.log(max(y.mean(), 1e-3))
+    return minimize(loss, start, jac=True, method="L-BFGS-B").x
+
+
+class ConversionHead:
+    """p(purchase | click) of one (request, product) = 1 - exp(-mu), mu = exp(b0 + beta . product
+    features) x p(click) ** gamma x the product's own ratio; p(click) is the model's, for this
+    query, so the head separates how relevant a clicked product was from how well it sells. The
+    product's ratio is (purchases + k) / (expected purchases + k) over its logged clicks
+    (Poisson-gamma shrinkage towards 1). Served: the catalog's `conversion` column holds
+    exp(b0 + beta . features) x ratio, RULES `click_exponent` holds gamma."""
+
+    def __init__(self, frame, rows: dict | None = None, penalty: float = HEAD_PENALTY):
+        self.names, self.features = product_features(frame)
+        self.row = {pid: i for i, pid in enumerate(frame["id"])}
+        self.ids = list(frame["id"])
+        self.penalty = penalty
+        self.theta = None
+        self.strength = 0.0
+        self.ratio: dict = {}
+        self.counts: dict = {}
+        if rows:
+            self.fit(rows)
+
+    def design(self, pids, p_click) -> np.ndarray:
+        f = self.features[[self.row[p] for p in pids]]
+        return np.column_stack([np.ones(len(f)), np.log(np.maximum(p_click, 1e-6)), f])
+
+    def fit(self, rows: dict) -> ConversionHead:
+        """rows: {"pid": [...], "p_click": [...], "bought": [...]}, one per logged click."""
+        x = self.design(rows["pid"], np.asarray(rows["p_click"]))
+        y = np.asarray(rows["bought"], dtype=float)
+        self.theta = _cloglog_fit(x, y, self.penalty)
+        expected = -np.expm1(-np.exp(np.clip(x @ self.theta, -30.0, 3.0)))
+        self.counts: dict = {}
+        for pid, e, b in zip(rows["pid"], expected, y):
+            o = self.counts.setdefault(pid, [0.0, 0.0])
+            o[0] += b
+            o[1] += e
+        return self.shrink(self.strength)
+
+    def shrink(self, strength: float) -> ConversionHead:
+        """The products' own ratios with k = strength pseudo-purchases (0: none, the features alone)."""
+        self.strength = strength
+        self.ratio = ({pid: (o + strength) / (e + strength) for pid, (o, e) in self.counts.items()}
+                      if strength > 0 else {})
+        return self
+
+    @property
+    def gamma(self) -> float:
+        return float(self.theta[1])
+
+    def rate(self, pid: str) -> float:
+        """The catalog's conversion column: the rate at p(click) = 1 (times p ** gamma when served)."""
+        i = self.row[pid]
+        eta = self.theta[0] + self.features[i] @ self.theta[2:]
+        return float(math.exp(eta) * self.ratio.get(pid, 1.0))
+
+    def probability(self, pids, p_click) -> np.ndarray:
+        mu = np.array([self.rate(p) for p in pids]) * np.power(np.maximum(p_click, 1e-6), self.gamma)
+        return -np.expm1(-mu)
+
+    def coefficients(self) -> dict:
+        return {"intercept": round(float(self.theta[0]), 4), "log_p_click (gamma)": round(self.gamma, 4),
+                **{n: round(float(v), 4) for n, v in zip(self.names, self.theta[2:])}}
+
+
 def click_purchase_counts(path: Path, text_to_id: dict, requests: set | None = None) -> tuple[dict, dict]:
     """Per product id: clicks and purchases in the feedback store (optionally of some requests)."""
     _, shown, events = read_frames(path)
@@ -117,10 +254,7 @@ def click_purchase_counts(path: Path, text_to_id: dict, requests: set | None = N
 def fit_conversion(path: Path, text_to_id: dict, category_of: dict, seed: int) -> tuple[ConversionModel, dict]:
     """Choose the prior strength on a held-out fifth of the logged requests (log-likelihood of
     purchase given click), then fit on everything."""
-    imps, _, _ = read_frames(path)
-    ids = sorted(imps["request_id"])
-    random.Random(seed).shuffle(ids)
-    held = set(ids[: len(ids) // 5])
+    ids, held = heldout_split(path, seed)
     fit_c, fit_p = click_purchase_counts(path, text_to_id, set(ids) - held)
     test_c, test_p = click_purchase_counts(path, text_to_id, held)
     scores = {}
@@ -137,6 +271,71 @@ def fit_conversion(path: Path, text_to_id: dict, category_of: dict, seed: int) -
     return ConversionModel(clicks, purchases, category_of, best), {
         "heldout_loglik_per_click": {str(k): round(v, 5) for k, v in scores.items()}, "prior_strength": best,
         "clicks": sum(clicks.values()), "purchases": sum(purchases.values())}
+
+
+def heldout_split(path: Path, seed: int) -> tuple[list, set]:
+    """All logged request ids and the held-out fifth (the same for every model compared)."""
+    imps, _, _ = read_frames(path)
+    ids = sorted(imps["request_id"])
+    random.Random(seed).shuffle(ids)
+    return ids, set(ids[: len(ids) // 5])
+
+
+def click_rows(path: Path, text_to_id: dict, p_click, requests: set | None = None) -> dict:
+    """One row per logged click: the product id, the model's p(click) for the request's query and
+    that product (p_click(query, text)), and whether it was bought."""
+    imps, shown, events = read_frames(path)
+    if requests is not None:
+        shown = shown[shown["request_id"].isin(requests)]
+        events = events[events["request_id"].isin(requests)]
+    query = dict(zip(imps["request_id"], imps["query"]))
+    text = {(r, p): t for r, p, t in zip(shown["request_id"], shown["position"], shown["text"])}
+    bought = {(r, p) for r, p, k in zip(events["request_id"], events["position"], events["kind"]) if k == "purchase"}
+    rows: dict = {"pid": [], "p_click": [], "bought": []}
+    for r, p, kind in zip(events["request_id"], events["position"], events["kind"]):
+        if kind != "click" or (r, p) not in text:
+            continue
+        rows["pid"].append(text_to_id[text[r, p]])
+        rows["p_click"].append(p_click(query[r], text[r, p]))
+        rows["bought"].append(float((r, p) in bought))
+    return rows
+
+
+def _loglik(q: np.ndarray, y) -> float:
+    q = np.clip(q, 1e-4, 1 - 1e-4)
+    y = np.asarray(y, dtype=float)
+    return float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else 0.0
+
+
+def fit_head(path: Path, text_to_id: dict, frame, p_click, seed: int) -> tuple[ConversionHead, dict]:
+    """The head on the held-out split of fit_conversion: coefficients on four fifths, the L2
+    penalty and the products' shrinkage strength chosen by held-out log-likelihood per click, then
+    everything refit.
+    Also scores the per-product model (ConversionModel) on the same held-out clicks."""
+    ids, held = heldout_split(path, seed)
+    train = click_rows(path, text_to_id, p_click, set(ids) - held)
+    test = click_rows(path, text_to_id, p_click, held)
+    scores = {}
+    for penalty in HEAD_PENALTIES:
+        head = ConversionHead(frame, train, penalty)
+        for strength in PRIOR_STRENGTHS:
+            head.shrink(strength)
+            scores[penalty, strength] = _loglik(head.probability(test["pid"], np.asarray(test["p_click"])),
+                                                test["bought"])
+    penalty, best = max(scores, key=scores.get)
+    category_of = dict(zip(frame["id"], frame["category"]))
+    fit_c, fit_p = click_purchase_counts(path, text_to_id, set(ids) - held)
+    per_product = {}
+    for strength in PRIOR_STRENGTHS:
+        model = ConversionModel(fit_c, fit_p, category_of, strength)
+        per_product[strength] = _loglik(np.array([model.rate(p) for p in test["pid"]]), test["bought"])
+    everything = click_rows(path, text_to_id, p_click)
+    head = ConversionHead(frame, everything, penalty).shrink(best)
+    return head, {"heldout_loglik_per_click": {f"{p:g}/{k:g}": round(v, 5) for (p, k), v in scores.items()},
+                  "penalty": penalty, "prior_strength": best, "clicks": len(everything["pid"]),
+                  "purchases": int(sum(everything["bought"])), "coefficients": head.coefficients(),
+                  "heldout_clicks": len(test["pid"]),
+                  "per_product_same_clicks": {str(k): round(v, 5) for k, v in per_product.items()}}
 
 
 class Scorer:
@@ -225,16 +424,33 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
             people.next_day()
         store.flush()
 
-    # 2. learn p(purchase | click), write it into the catalog, load the catalog (SQLite)
+    # 2. learn p(purchase | click) both ways (per product; the head), each into a catalog (SQLite)
+    p_click = {(q.query, t): float(v) for q in traffic
+               for t, v in zip(q.texts, sigmoid(scorer.logits(q.query, q.texts)))}
     model, fit = fit_conversion(db, text_to_id, category_of, seed)
-    frame["conversion"] = [model.rate(pid) for pid in frame["id"]]
-    csv_path = work / f"catalog-{seed}.csv"
-    frame.drop(columns=["appeal"]).to_csv(csv_path, index=False)
-    catalog = Catalog(load_catalog(csv_path, work / f"catalog-{seed}.sqlite")["catalog"])
-    true_conv = dict(zip(frame["id"], frame["appeal"]))
-    learned = np.array([model.rate(p) for p in frame["id"]])
-    fit["corr_with_true_appeal_x_stock"] = round(float(np.corrcoef(
-        learned, [true_conv[p] * s for p, s in zip(frame["id"], frame["in_stock"])])[0, 1]), 3)
+    head, head_fit = fit_head(db, text_to_id, frame, lambda query, text: p_click[query, text], seed)
+    rates = {"product_rate": np.array([model.rate(pid) for pid in frame["id"]]),
+             "head": np.array([head.rate(pid) for pid in frame["id"]])}
+    exponent = {"product_rate": 0.0, "head": round(min(max(head.gamma, 0.0), MAX_CLICK_EXPONENT), 4)}
+    fits = {"product_rate": fit, "head": {**head_fit, "click_exponent": exponent["head"]}}
+    catalogs = {}
+    for name, column in rates.items():
+        frame["conversion"] = column
+        csv_path = work / f"catalog-{seed}-{name}.csv"
+        frame.drop(columns=["appeal"]).to_csv(csv_path, index=False)
+        catalogs[name] = Catalog(load_catalog(csv_path, work / f"catalog-{seed}-{name}.sqlite")["catalog"])
+    # Diagnostics only (the hidden truth never reaches a model): the per-product rate against the
+    # true appeal x in stock, and the served conversion of every traffic query's candidates against
+    # the true in stock x relevance^2 x appeal (the shopper's price fit and brand aside).
+    row = {pid: i for i, pid in enumerate(frame["id"])}
+    appeal_stock = frame["appeal"].to_numpy() * frame["in_stock"].to_numpy()
+    pairs = [(row[text_to_id[t]], p_click[q.query, t], r) for q in traffic for t, r in zip(q.texts, q.relevance)]
+    rows_, ps, rel = (np.array(c) for c in zip(*pairs))
+    for name, column in rates.items():
+        fits[name]["corr_with_true_appeal_x_stock"] = round(float(np.corrcoef(column, appeal_stock)[0, 1]), 3)
+        served = column[rows_] * np.power(ps, exponent[name])
+        fits[name]["corr_pairs_with_true_conversion"] = round(float(np.corrcoef(
+            served, appeal_stock[rows_] * rel ** 2)[0, 1]), 3)
 
     # 3. evaluate every policy on the same sessions
     sessions = []
@@ -243,19 +459,22 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
             shopper, q = copy(people.pick()), rnd.choices(traffic, weights)[0]
             sessions.append((shopper, q, np.array([[rnd.random() for _ in range(3)] for _ in range(shop.top_k)])))
         people.next_day()
-    lookups = {}
-    for q in traffic:
-        ids = [text_to_id[t] for t in q.texts]
-        _, attrs = catalog.lookup(ids)
-        lookups[q.query] = (ids, attrs, [truth[t] for t in q.texts])
-    result = {"fit": fit}
-    for name, rules_json in policies.items():
+    lookups: dict = {name: {} for name in catalogs}
+    for name, catalog in catalogs.items():
+        for q in traffic:
+            ids = [text_to_id[t] for t in q.texts]
+            _, attrs = catalog.lookup(ids)
+            lookups[name][q.query] = (ids, attrs, [truth[t] for t in q.texts])
+    result: dict = {"fit": fits, "rules": {}}
+    for name, spec in policies.items():
+        rules_json = {**spec["rules"], **({"click_exponent": exponent["head"]} if spec["model"] == "head" else {})}
+        result["rules"][name] = rules_json
         rules = parse_rules(rules_json)
         pages = {}
         totals: dict = {}
         ndcgs = []
         for shopper, q, draws in sessions:
-            ids, attrs, products = lookups[q.query]
+            ids, attrs, products = lookups[spec["model"]][q.query]
             if q.query not in pages:
                 pages[q.query] = apply_rules(scorer.logits(q.query, q.texts), 0, rules, attrs, ids).indices
             m = _page_metrics(pages[q.query], q, shop.top_k, attrs, shopper, products, draws, shop)
@@ -270,7 +489,7 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
                         "purchases": totals["purchases"], "true_ndcg@10": float(np.mean(ndcgs)),
                         "oos_share_shown": totals["oos"] / totals["shown"],
                         "brands_in_top10": totals["brands"] / n}
-        log(f"seed {seed} {name:<22} revenue/1000 {result[name]['revenue_per_1000']:9.1f}  "
+        log(f"seed {seed} {name:<32} revenue/1000 {result[name]['revenue_per_1000']:9.1f}  "
             f"NDCG@10 {result[name]['true_ndcg@10']:.4f}  purchases {totals['purchases']}")
     return result
 
@@ -278,18 +497,22 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
 def run(cfg: ConversionConfig, log=print) -> dict:
     started = time.time()
     scorer = Scorer(cfg.model_dir, cfg.engine, cfg.threads)
+    sweep = sweep_policies()
     with tempfile.TemporaryDirectory(prefix="shoprank-conversion-") as tmp:
-        sweep = {"relevance": {}, **{f"w{w:g}": {"objective": "expected_value", "value_weight": w} for w in SWEEP}}
         tuning = _summarize({seed: run_seed(cfg, seed, scorer, Path(tmp), sweep, lambda *a: None)
                              for seed in cfg.tune_seeds}, sweep)
-        within = [w for w in SWEEP if tuning[f"w{w:g}"]["ndcg_loss"]["mean"] <= LOSS_BUDGET]
-        weight = max(within) if within else min(SWEEP)
-        log(f"value_weight {weight:g} (largest with NDCG@10 loss <= {LOSS_BUDGET} on seeds {cfg.tune_seeds})")
-        chosen = policies(weight)
-        per_seed = {seed: run_seed(cfg, seed, scorer, Path(tmp), chosen, log) for seed in cfg.seeds}
+        model, weight, others = choose(tuning)
+        log(f"conversion model {model}, value_weight {weight:g} (best mean revenue with NDCG@10 loss <= "
+            f"{LOSS_BUDGET} on seeds {cfg.tune_seeds}); others at their best: {others}")
+        chosen = policies(weight, model, others)
+        per_seed = {seed: run_seed(cfg, seed, scorer, Path(tmp), {**chosen, **sweep}, log) for seed in cfg.seeds}
+    curve = _summarize(per_seed, sweep)
     summary = {"config": {**asdict(cfg), "shop": asdict(cfg.shop)}, "policies": chosen, "per_seed": per_seed,
-               "value_weight": weight, "tuning": {k: {m: v[m]["mean"] for m in ("revenue_lift", "ndcg_loss")}
-                                                  for k, v in tuning.items() if k != "relevance"},
+               "model": model, "value_weight": weight,
+               "tuning": {k: {m: v[m] for m in ("revenue_lift", "ndcg_loss")} for k, v in tuning.items()
+                          if k != "relevance"},
+               "reported_curve": {k: {m: v[m] for m in ("revenue_lift", "ndcg_loss")} for k, v in curve.items()
+                                  if k != "relevance"},
                "seconds": round(time.time() - started, 1)}
     summary["summary"] = _summarize(per_seed, chosen)
     report_dir = Path(cfg.report_dir)
@@ -322,44 +545,75 @@ def _summarize(per_seed: dict, policies: dict) -> dict:
     return out
 
 
+def _spread(v: dict, scale: float = 1.0, fmt: str = ".4f", sign: str = "") -> str:
+    return (f"{scale * v['mean']:{sign}{fmt}} [{scale * v['min']:{sign}{fmt}}, {scale * v['max']:{sign}{fmt}}]")
+
+
 def render_report(summary: dict) -> str:
     s, seeds = summary["summary"], list(summary["per_seed"])
+    tune = summary["config"]["tune_seeds"]
+    n = summary["per_seed"][seeds[0]]["relevance"]["requests"]
     lines = ["# Conversion-aware ordering (`make conversion`)", "",
-             f"Simulated shoppers (docs/simulator.md), {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-             "mean over seeds [min, max]. Scored in-process with the demo model's ONNX engine and the serving "
-             "code's rules (not through Triton). Common random numbers: every policy meets the same shoppers, "
-             "queries and dice.", "",
+             f"Simulated shoppers (docs/simulator.md), {len(seeds)} reported seeds ({', '.join(map(str, seeds))}), "
+             f"{n} evaluated requests each; mean over seeds [min, max]. Scored in-process with the demo model's "
+             "ONNX engine and the serving code's rules (not through Triton). Common random numbers: every policy "
+             "meets the same shoppers, queries and dice. `[model]`: the conversion model whose catalog column the "
+             "policy reads (product_rate: per product, shrunk to the category; head: the learned head).", "",
              "| policy | revenue / 1000 req | margin / 1000 req | CTR | purchases | true NDCG@10 | "
              "out-of-stock shown | brands in top 10 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in summary["policies"]:
-        def cell(metric, fmt, m=s[name]):
-            v = m[metric]
-            return f"{v['mean']:{fmt}} [{v['min']:{fmt}}, {v['max']:{fmt}}]"
-        lines.append(f"| {name} | {cell('revenue_per_1000', '.0f')} | {cell('margin_per_1000', '.0f')} | "
-                     f"{cell('ctr', '.4f')} | {cell('purchases', '.0f')} | {cell('true_ndcg@10', '.4f')} | "
-                     f"{cell('oos_share_shown', '.3f')} | {cell('brands_in_top10', '.2f')} |")
-    lines += ["", "Against relevance ordering (target: revenue +10% at an NDCG@10 loss <= 0.01):", ""]
+        m = s[name]
+        lines.append(f"| {name} | {_spread(m['revenue_per_1000'], fmt='.0f')} | "
+                     f"{_spread(m['margin_per_1000'], fmt='.0f')} | {_spread(m['ctr'])} | "
+                     f"{_spread(m['purchases'], fmt='.0f')} | {_spread(m['true_ndcg@10'])} | "
+                     f"{_spread(m['oos_share_shown'], fmt='.3f')} | {_spread(m['brands_in_top10'], fmt='.2f')} |")
+    lines += ["", "Against relevance ordering (target: revenue +10% at an NDCG@10 loss <= 0.01, means over seeds):",
+              ""]
     for name in summary["policies"]:
         if name == "relevance":
             continue
         lift, loss = s[name]["revenue_lift"], s[name]["ndcg_loss"]
         ok = lift["mean"] >= 0.10 and loss["mean"] <= 0.01
-        lines.append(f"- {name}: revenue {100 * lift['mean']:+.1f}% [{100 * lift['min']:+.1f}%, "
-                     f"{100 * lift['max']:+.1f}%], NDCG@10 loss {loss['mean']:.4f} [{loss['min']:.4f}, "
-                     f"{loss['max']:.4f}] -> target {'met' if ok else 'NOT met'}")
-    lines += ["", "Conversion model p(purchase | click) per seed (held-out log-likelihood per click by prior "
-              "strength; the chosen strength; correlation of the learned rate with the true appeal x in stock):", ""]
+        lines.append(f"- {name}: revenue {_spread(lift, 100, '.1f', '+')} %, NDCG@10 loss {_spread(loss)} "
+                     f"-> target {'met' if ok else 'NOT met'}")
+    lines += ["", f"## The choice: conversion model `{summary['model']}`, value_weight {summary['value_weight']:g}", "",
+              f"Chosen on the tuning seeds {tuple(tune)} only: of every (model, weight) below, the best mean revenue "
+              f"lift whose mean NDCG@10 loss there is <= {LOSS_BUDGET}. The whole trade-off curve, revenue lift % and "
+              "NDCG@10 loss (mean [min, max] over seeds), on the tuning seeds and, for reference only, on the "
+              "reported seeds:", "",
+              "| model | value_weight | tuning: revenue lift % | tuning: NDCG@10 loss | reported: revenue lift % | "
+              "reported: NDCG@10 loss |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, t in summary["tuning"].items():
+        r = summary["reported_curve"][name]
+        w, model = name[1:].split("[")
+        mark = " **chosen**" if model[:-1] == summary["model"] and float(w) == summary["value_weight"] else ""
+        lines.append(f"| {model[:-1]} | {w}{mark} | {_spread(t['revenue_lift'], 100, '.1f', '+')} | "
+                     f"{_spread(t['ndcg_loss'])} | {_spread(r['revenue_lift'], 100, '.1f', '+')} | "
+                     f"{_spread(r['ndcg_loss'])} |")
+    lines += ["", "## Conversion models, per reported seed", "",
+              "Held-out log-likelihood of purchase given click (a fifth of the logged requests, the same clicks "
+              "for both models; best over the shrinkage strength k), and as a diagnostic only the correlation with "
+              "the simulator's hidden truth: per product against appeal x in stock, and per (query, candidate) of the "
+              "traffic against in stock x relevance^2 x appeal.", "",
+              "| seed | clicks / purchases | product_rate: held-out LL (k) | head: held-out LL (L2 / k) | "
+              "corr per product: product_rate / head | corr per pair: product_rate / head | head: click_exponent |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for seed, r in summary["per_seed"].items():
-        f = r["fit"]
-        lines.append(f"- seed {seed}: {f['clicks']} clicks, {f['purchases']} purchases logged; strength "
-                     f"{f['prior_strength']:g}; held-out {json.dumps(f['heldout_loglik_per_click'])}; "
-                     f"corr {f['corr_with_true_appeal_x_stock']}")
-    lines += ["", "Rules of each policy (RULES JSON):", ""]
-    lines += [f"- {name}: `{json.dumps(rules)}`" for name, rules in summary["policies"].items()]
-    lines += ["", f"value_weight {summary['value_weight']:g}: the largest of {', '.join(map(str, SWEEP))} whose mean "
-              f"NDCG@10 loss on the tuning seeds {summary['config']['tune_seeds']} is <= {LOSS_BUDGET} "
-              "(revenue lift, NDCG@10 loss there):", ""]
-    lines += [f"- {k}: {100 * v['revenue_lift']:+.1f}%, {v['ndcg_loss']:.4f}" for k, v in summary["tuning"].items()]
+        pr, hd = r["fit"]["product_rate"], r["fit"]["head"]
+        best_pr = max(hd["per_product_same_clicks"].items(), key=lambda kv: kv[1])
+        best_hd = max(hd["heldout_loglik_per_click"].items(), key=lambda kv: kv[1])
+        lines.append(f"| {seed} | {pr['clicks']} / {pr['purchases']} | {best_pr[1]:.4f} ({float(best_pr[0]):g}) | "
+                     f"{best_hd[1]:.4f} ({best_hd[0]}) | {pr['corr_with_true_appeal_x_stock']} / "
+                     f"{hd['corr_with_true_appeal_x_stock']} | {pr['corr_pairs_with_true_conversion']} / "
+                     f"{hd['corr_pairs_with_true_conversion']} | {hd['click_exponent']} |")
+    lines += ["", "Head coefficients (complementary log-log, so exp(term) multiplies the rate), per reported seed:", ""]
+    for seed, r in summary["per_seed"].items():
+        c = r["fit"]["head"]["coefficients"]
+        shown = [f"{k} {v:+.3f}" for k, v in c.items() if not k.startswith("category=")]
+        lines.append(f"- seed {seed}: " + ", ".join(shown))
+    lines += ["", "Rules of each policy (RULES JSON; the head's click_exponent is learned per seed, shown for "
+              f"seed {seeds[0]}):", ""]
+    lines += [f"- {name}: `{json.dumps(summary['per_seed'][seeds[0]]['rules'][name])}`" for name in summary["policies"]]
     lines += ["", f"Run time {summary['seconds']} s.", ""]
     return "\n".join(lines)
 
@@ -371,15 +625,28 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(summary["policies"])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.4))
     for ax, metric, title in zip(axes, ("revenue_per_1000", "true_ndcg@10", "oos_share_shown"),
                                  ("revenue per 1,000 requests", "true NDCG@10", "out-of-stock share shown")):
         for x, name in enumerate(names):
             values = [summary["per_seed"][s][name][metric] for s in summary["per_seed"]]
             ax.bar(x, np.mean(values), color=f"C{x}", alpha=0.7)
             ax.scatter([x] * len(values), values, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(names)), [n.replace("+", "\n+") for n in names], rotation=15, fontsize=8)
+        ax.set_xticks(range(len(names)), [n.replace("[", "\n[").replace("+", "\n+") for n in names],
+                      rotation=15, fontsize=7)
         ax.set_title(title)
+    ax = axes[3]  # the trade-off curve: one point per value_weight
+    for i, model in enumerate(MODELS):
+        for curve, style in (("tuning", "o-"), ("reported_curve", "s--")):
+            points = [(v["ndcg_loss"]["mean"], 100 * v["revenue_lift"]["mean"])
+                      for k, v in summary[curve].items() if k.endswith(f"[{model}]")]
+            ax.plot(*zip(*points), style, color=f"C{i}", label=f"{model}, {curve.split('_')[0]} seeds", markersize=4)
+    ax.axvline(LOSS_BUDGET, color="grey", lw=0.8)
+    ax.axhline(10, color="grey", lw=0.8)
+    ax.set_xlabel("NDCG@10 loss")
+    ax.set_ylabel("revenue lift %")
+    ax.set_title("trade-off per value_weight")
+    ax.legend(fontsize=7)
     fig.suptitle("Relevance vs expected value vs expected value + rules (simulated shoppers; dots = seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

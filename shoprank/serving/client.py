@@ -186,9 +186,12 @@ class RankClient:
             inputs[-1].set_data_from_numpy(array)
         result = self._infer(inputs, None, request_id)
         trace, randomized = result.as_numpy(config.TRACE), result.as_numpy(config.RANDOMIZED)
+        if trace is not None:
+            trace = json.loads(_text(trace.reshape(-1)[0]))
+            if ids is not None:  # the server traces positions; the ids are the ones sent
+                trace["id"] = [_text(ids[i]) for i in trace["index"]]
         return RankResponse(result.as_numpy(config.INDICES), result.as_numpy(config.SCORES),
-                            result.as_numpy(config.FINAL_SCORES),
-                            None if trace is None else json.loads(_text(trace.reshape(-1)[0])),
+                            result.as_numpy(config.FINAL_SCORES), trace,
                             None if randomized is None else bool(randomized.reshape(-1)[0]), request_id)
 
     def rank(self, query: str, candidates: Sequence[str], top_k: int = 0, *, request_id: str | None = None,

@@ -165,7 +165,7 @@ def _concat_padded(batches: list[dict]) -> dict:
 class SorterModel:
     """LOGITS [N, 1], TOP_K (and FEATURES [N, F] with a scoring head) -> INDICES (best first),
     SCORES (click probability); with RULES or default rules also FINAL_SCORES, TRACE, RANDOMIZED
-    (shoprank.serving.rules), reading CANDIDATE_IDS and the catalog's ATTRIBUTES."""
+    (shoprank.serving.rules), reading the catalog's ATTRIBUTES (ids as codes)."""
 
     def initialize(self, args):
         self.metrics = ModelMetrics(args, errors=True, scores=True)
@@ -215,18 +215,17 @@ class SorterModel:
         return responses
 
     def _with_rules(self, request, logits: np.ndarray, top_k: int, rules_json) -> list:
-        from ..rules import apply_rules, parse_json, parse_rules
+        from ..rules import apply_rules, parse_json, parse_rules, trace_json
 
         rules = parse_rules(parse_json(None if rules_json is None else bytes(rules_json)), self.rules_defaults)
-        # Rules match ids by their codes in ATTRIBUTES; the strings are read for the trace only.
-        ids = _optional(request, config.CANDIDATE_IDS) if rules.trace else None
-        ids = None if ids is None else ids.tolist()  # bytes: the tokenizer checked them
+        # Rules match ids by their codes in ATTRIBUTES: the id strings never reach the sorter (a
+        # BYTES input is unpacked in Python by the stub, 1,000 ids cost more than the rules).
         attributes = pb_utils.get_input_tensor_by_name(request, config.ATTRIBUTES)
-        page = apply_rules(logits, top_k, rules, None if attributes is None else attributes.as_numpy(), ids)
+        page = apply_rules(logits, top_k, rules, None if attributes is None else attributes.as_numpy())
         outputs = [pb_utils.Tensor(config.INDICES, page.indices), pb_utils.Tensor(config.SCORES, page.relevance),
                    pb_utils.Tensor(config.FINAL_SCORES, page.final)]
         if page.trace is not None:
-            outputs.append(pb_utils.Tensor(config.TRACE, np.array([json.dumps(page.trace).encode()], dtype=np.object_)))
+            outputs.append(pb_utils.Tensor(config.TRACE, np.array([trace_json(page.trace)], dtype=np.object_)))
         if rules.explore is not None:
             outputs.append(pb_utils.Tensor(config.RANDOMIZED, np.array([page.randomized], dtype=bool)))
         return outputs

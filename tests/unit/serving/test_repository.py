@@ -59,11 +59,11 @@ def test_optional_inputs_follow_the_projects_rule():
     tokenizer, sorter = parse(render(config.TOKENIZER_MODEL)), parse(render(config.SORTER_MODEL))
     assert {i.name for i in tokenizer.input if i.optional} == {config.CANDIDATES, config.CANDIDATE_IDS,
                                                                 config.USER_ID, config.USER_CONTEXT}
-    assert {i.name for i in sorter.input if i.optional} == {config.CANDIDATE_IDS, config.RULES, config.ATTRIBUTES}
+    # ids reach the sorter as codes inside ATTRIBUTES; the strings stay with the tokenizer
+    assert {i.name for i in sorter.input if i.optional} == {config.RULES, config.ATTRIBUTES}
     # with a personal head, the shopper's features travel tokenizer -> sorter, optional for the sorter
     sorter = parse(render(config.SORTER_MODEL, behaviour_features=6))
-    assert {i.name for i in sorter.input if i.optional} == {config.CANDIDATE_IDS, config.RULES, config.ATTRIBUTES,
-                                                             config.BEHAVIOUR}
+    assert {i.name for i in sorter.input if i.optional} == {config.RULES, config.ATTRIBUTES, config.BEHAVIOUR}
     assert sorter.parameters["personal"].string_value == "personal"
     tokenizer = parse(render(config.TOKENIZER_MODEL, behaviour_features=6, profile_store="redis://r:6379/0"))
     assert [o.name for o in tokenizer.output][-1] == config.BEHAVIOUR

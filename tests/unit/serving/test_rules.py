@@ -102,6 +102,30 @@ def test_expected_value_weighs_conversion_and_value():
     np.testing.assert_allclose(page.final, [0.5 * 25, 0.5 * 10, 0.5 * 5], rtol=1e-5)
 
 
+def test_click_exponent_makes_conversion_follow_the_requests_click_probability():
+    logits = np.array([2.0, 0.0, -1.0], np.float32)
+    attrs = attributes(3, np.random.default_rng(0))
+    attrs[:, COLUMN["price"]] = [10.0, 100.0, 50.0]
+    attrs[:, COLUMN["conversion"]] = [0.5, 0.1, 0.5]
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    rules = {"objective": "expected_value", "value_weight": 0.5, "click_exponent": 0.7}
+    page = apply_rules(logits, 0, parse_rules(rules), attrs)
+    expected = p * (attrs[:, COLUMN["conversion"]] * p ** 0.7 * attrs[:, COLUMN["price"]]) ** 0.5
+    np.testing.assert_allclose(page.final, expected[page.indices], rtol=1e-5)
+    assert list(page.indices) == list(np.argsort(-expected))
+    # without the key, or with 0, the catalog's rate alone (RULES from before the key: unchanged)
+    plain = apply_rules(logits, 0, parse_rules({"objective": "expected_value", "value_weight": 0.5}), attrs)
+    zero = apply_rules(logits, 0, parse_rules({**rules, "click_exponent": 0}), attrs)
+    np.testing.assert_array_equal(plain.final, zero.final)
+    np.testing.assert_allclose(plain.final, (p * (attrs[:, COLUMN["conversion"]] * attrs[:, COLUMN["price"]]) ** 0.5)[
+        plain.indices], rtol=1e-5)
+    # relevance ordering ignores it
+    relevance = apply_rules(logits, 0, parse_rules({"click_exponent": 2}), attrs)
+    assert list(relevance.indices) == [0, 1, 2]
+    assert parse_rules({}).click_exponent == 0.0
+    assert parse_rules({}, {"click_exponent": 0.4}).click_exponent == 0.4  # a server default
+
+
 def test_exploration_shuffles_a_share_and_says_so():
     logits, attrs, ids = request(20)
     shuffled = [apply_rules(logits + s, 0, parse_rules({"explore": {"share": 0.3, "seed": 1}}), attrs, ids)
@@ -136,6 +160,9 @@ def test_defaults_apply_and_a_request_key_replaces_them():
     ({"objective": "profit"}, "RULES.objective"),
     ({"value": "weight"}, "RULES.value"),
     ({"value_weight": 2}, "RULES.value_weight"),
+    ({"click_exponent": -0.5}, "RULES.click_exponent"),
+    ({"click_exponent": 5}, "RULES.click_exponent"),
+    ({"click_exponent": "high"}, "RULES.click_exponent"),
     ({"filter": {"price_min": "cheap"}}, "RULES.filter.price_min"),
     ({"filter": {"price_min": 10, "price_max": 5}}, "RULES.filter.price_min"),
     ({"filter": {"in_stock_only": "yes"}}, "RULES.filter.in_stock_only"),
@@ -171,6 +198,7 @@ def test_rules_that_need_ids_or_attributes_say_so():
 rule_sets = st.fixed_dictionaries({}, optional={
     "objective": st.sampled_from(["relevance", "expected_value"]),
     "value_weight": st.floats(0, 1),
+    "click_exponent": st.floats(0, 4),
     "filter": st.fixed_dictionaries({}, optional={
         "exclude_ids": st.lists(st.sampled_from([f"p{i}" for i in range(40)]), max_size=10),
         "in_stock_only": st.booleans(),
