@@ -90,24 +90,14 @@ def default_url(protocol: str, host: str = config.HOST) -> str:
     return f"{host}:{config.GRPC_PORT if protocol == 'grpc' else config.HTTP_PORT}"
 
 
-class RankClient:
-    VERSION_CACHE_S = 2.0  # how stale the ranker version recorded with an impression may be
+class TritonClient:
+    """One connection to a served model over gRPC or HTTP, closed by `with`; _infer() turns
+    tritonclient's exceptions into RankError (status, retryable)."""
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", timeout_s: float = 60.0,
-                 model: str = config.ENSEMBLE_MODEL, feedback=None, explore_share: float = 0.0,
-                 seed: int | None = None):
-        """feedback: a shoprank.online.feedback.FeedbackStore (or None: nothing is recorded).
-        explore_share: share of rank() calls whose returned order is shuffled (and recorded as
-        randomized): the exploration traffic that position-bias estimation needs."""
+    def __init__(self, url: str | None, protocol: str, timeout_s: float, model: str):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        if not 0.0 <= explore_share <= 1.0:
-            raise ValueError(f"explore_share must be in [0, 1], got {explore_share}")
         self.protocol, self.model, self.timeout_s = protocol, model, timeout_s
-        self.feedback, self.explore_share = feedback, explore_share
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
-        self._version = (None, 0.0)  # (ranker version, when looked up)
         self.url = url or default_url(protocol)
         self._api, self._client = connect(self.url, protocol, timeout_s)
 
@@ -119,6 +109,33 @@ class RankClient:
 
     def close(self) -> None:
         self._client.close()
+
+    def _infer(self, inputs, outputs, request_id: str = ""):
+        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        try:
+            return self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
+        except Exception as exc:  # tritonclient raises InferenceServerException
+            message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+            status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
+            raise RankError(message, None if status is None else str(status)) from None
+
+
+class RankClient(TritonClient):
+    VERSION_CACHE_S = 2.0  # how stale the ranker version recorded with an impression may be
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", timeout_s: float = 60.0,
+                 model: str = config.ENSEMBLE_MODEL, feedback=None, explore_share: float = 0.0,
+                 seed: int | None = None):
+        """feedback: a shoprank.online.feedback.FeedbackStore (or None: nothing is recorded).
+        explore_share: share of rank() calls whose returned order is shuffled (and recorded as
+        randomized): the exploration traffic that position-bias estimation needs."""
+        if not 0.0 <= explore_share <= 1.0:
+            raise ValueError(f"explore_share must be in [0, 1], got {explore_share}")
+        super().__init__(url, protocol, timeout_s, model)
+        self.feedback, self.explore_share = feedback, explore_share
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._version = (None, 0.0)  # (ranker version, when looked up)
 
     def ready(self) -> bool:
         try:
@@ -155,15 +172,6 @@ class RankClient:
         response = result.get_response()
         echoed = response.id if self.protocol == "grpc" else response.get("id", "")
         return result.as_numpy(config.INDICES), result.as_numpy(config.SCORES), echoed or request_id
-
-    def _infer(self, inputs, outputs, request_id: str):
-        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-        try:
-            return self._client.infer(self.model, inputs, outputs=outputs, request_id=request_id, **kwargs)
-        except Exception as exc:  # tritonclient raises InferenceServerException
-            message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-            status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
-            raise RankError(message, None if status is None else str(status)) from None
 
     def rank_products(self, query: str, ids: Sequence[str] | None = None, *, texts: Sequence[str] | None = None,
                       top_k: int = 0, rules: dict | None = None, request_id: str | None = None) -> RankResponse:

@@ -74,43 +74,40 @@ def _ranker_parts(target: str, threads: int, warmup_length: int) -> dict:
             "warmup_inputs": warmup, "warmup_length": warmup_length}
 
 
+def _handed_over(name: str, width: int, optional: bool) -> tuple[str, str, str, str]:
+    """A FP32 [-1, width] tensor the tokenizer produces and the ensemble hands to the sorter:
+    (the tokenizer's output line, the sorter's input line, the two steps' maps). `optional`: the
+    tokenizer may leave it out of a response, so the sorter declares it optional."""
+    tensor = f'{{ name: "{name}" data_type: TYPE_FP32 dims: [ -1, {width} ]'
+    return (f",\n  {tensor} }}", f",\n  {tensor}{' optional: true' if optional else ''} }}",
+            f'\n      output_map {{ key: "{name}" value: "{name}" }}',
+            f'\n      input_map {{ key: "{name}" value: "{name}" }}')
+
+
 def _head_parts(features: int) -> dict:
     """Config lines for a scoring head (features > 0): the tokenizer also computes each pair's
     features, the ensemble hands them to the sorter, which scores with the head. Empty without."""
+    keys = ("features_output", "features_input", "features_out_map", "features_in_map")
     if not features:
-        return dict.fromkeys(("features_output", "features_input", "features_out_map", "features_in_map",
-                              "features_parameters", "head_parameters"), "")
-    name = config.FEATURES
-    tensor = f'{{ name: "{name}" data_type: TYPE_FP32 dims: [ -1, {features} ] }}'
-    return {
-        "features_output": f",\n  {tensor}",
-        "features_input": f",\n  {tensor}",
-        "features_out_map": f'\n      output_map {{ key: "{name}" value: "{name}" }}',
-        "features_in_map": f'\n      input_map {{ key: "{name}" value: "{name}" }}',
-        "features_parameters": f'parameters {{ key: "features" value {{ string_value: "{HEAD_FOLDER}" }} }}',
-        "head_parameters": f'parameters {{ key: "head" value {{ string_value: "{HEAD_FOLDER}" }} }}',
-    }
+        return dict.fromkeys((*keys, "features_parameters", "head_parameters"), "")
+    return {**dict(zip(keys, _handed_over(config.FEATURES, features, optional=False))),
+            "features_parameters": f'parameters {{ key: "features" value {{ string_value: "{HEAD_FOLDER}" }} }}',
+            "head_parameters": f'parameters {{ key: "head" value {{ string_value: "{HEAD_FOLDER}" }} }}'}
 
 
 def _personal_parts(behaviour_features: int, profile_store: str, pseudonym_key: str) -> dict:
     """Config lines for a personal head (behaviour_features > 0): the tokenizer looks the shopper
     up and computes their behaviour features (BEHAVIOUR, produced only for a shopper with
     behaviour), the sorter applies the head. Empty without: USER_ID / USER_CONTEXT are ignored."""
+    keys = ("behaviour_tensor", "behaviour_input", "behaviour_out_map", "behaviour_in_map")
     if not behaviour_features:
-        return dict.fromkeys(("behaviour_tensor", "behaviour_input", "behaviour_out_map", "behaviour_in_map",
-                              "personal_tokenizer_parameters", "personal_sorter_parameters"), "")
-    name = config.BEHAVIOUR
-    tensor = f'{{ name: "{name}" data_type: TYPE_FP32 dims: [ -1, {behaviour_features} ]'
-    return {
-        "behaviour_tensor": f",\n  {tensor} }}",
-        "behaviour_input": f",\n  {tensor} optional: true }}",
-        "behaviour_out_map": f'\n      output_map {{ key: "{name}" value: "{name}" }}',
-        "behaviour_in_map": f'\n      input_map {{ key: "{name}" value: "{name}" }}',
-        "personal_tokenizer_parameters": (
-            f'parameters {{ key: "profile_store" value {{ string_value: "{_quoted(profile_store)}" }} }}\n'
-            f'parameters {{ key: "pseudonym_key" value {{ string_value: "{_quoted(pseudonym_key)}" }} }}'),
-        "personal_sorter_parameters": f'parameters {{ key: "personal" value {{ string_value: "{PERSONAL_FOLDER}" }} }}',
-    }
+        return dict.fromkeys((*keys, "personal_tokenizer_parameters", "personal_sorter_parameters"), "")
+    return {**dict(zip(keys, _handed_over(config.BEHAVIOUR, behaviour_features, optional=True))),
+            "personal_tokenizer_parameters": (
+                f'parameters {{ key: "profile_store" value {{ string_value: "{_quoted(profile_store)}" }} }}\n'
+                f'parameters {{ key: "pseudonym_key" value {{ string_value: "{_quoted(pseudonym_key)}" }} }}'),
+            "personal_sorter_parameters": (
+                f'parameters {{ key: "personal" value {{ string_value: "{PERSONAL_FOLDER}" }} }}')}
 
 
 def _quoted(text: str) -> str:
