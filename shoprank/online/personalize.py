@@ -18,9 +18,14 @@ Measured on the later days (held out): the returning shoppers' requests and thos
 the shopper's TRUE gain (sessions.shopper_gain: their click probability of each candidate once
 examined, preferences included): NDCG@10, and the expected clicks and purchases of the page per
 1,000 requests (position bias times click and purchase probabilities: expectations, not draws,
-so policies compare without sampling noise). The oracle knows each shopper's preferences and
-multiplies their lift (shop.click_lift) into the non-personalized model's click probability:
-the ceiling of personalization on top of this model.
+so policies compare without sampling noise).
+
+The oracle (the ceiling) is the default design with its behaviour features replaced by the truth
+they estimate: the same head, fit the same way on the same training logs, fed each shopper's
+hidden preferences for each candidate (favourite brand, favourite category, price fit:
+PREFERENCE_FEATURES). No estimate of the preferences from behaviour can tell the head more than
+the preferences themselves, so what that head gains with them is the gap personalization can
+close on top of this cross-encoder.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import numpy as np
 from .. import config
 from ..features.behaviour import BEHAVIOUR_FEATURES, behaviour_features, behaviour_summary
 from ..quality import metrics
-from ..serving.engine import OrtEngine, sigmoid
+from ..serving.engine import OrtEngine
 from ..serving.head import ScoringHead
 from ..serving.personal import personal_logits
 from ..serving.profiles import MAX_EVENTS
@@ -44,11 +49,13 @@ from .feedback import FeedbackStore
 from .profile_feed import behaviour_from_frames
 from .propensities import estimate_propensities
 from .sessions import PoolQuery, Request, query_pool, simulate_days
-from .shop import ShopConfig, click_lift, purchase_chances, shopper_gain
+from .shop import ShopConfig, Shopper, price_fit, purchase_chances, shopper_gain
 from .world import examination
 
 DESIGNS = ("fusion", "text")
 TEXT_SEPARATOR = " [SEP] "
+PREFERENCE_FEATURES = ("favourite_brand", "favourite_category", "price_fit")   # the oracle's: hidden truth
+L2_HELDOUT_DAYS = 2    # the last training days, held out to choose the head's shrinkage
 
 
 @dataclass
@@ -66,6 +73,7 @@ class PersonalizeConfig:
     top_k: int = 10
     explore_share: float = 0.2
     eta: float = 1.0
+    l2_grid: tuple = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # the personal head's shrinkage, chosen on held-out days
     designs: tuple = DESIGNS
     text_steps: int = 200          # fine-tuning steps of the text design
     text_max_length: int = 96      # the text design's pairs are longer: query + summary + product
@@ -109,15 +117,24 @@ def _read_log(frames, requests: list[Request], key_file: Path) -> list[Logged]:
             for r, p in zip(requests, profiles)]
 
 
-def _training_rows(logged: list[Logged], base: dict, theta: np.ndarray):
-    """(base logits, behaviour features, labels, weights, queries, texts, summaries) of every shown
-    item of the training requests with a non-empty profile."""
-    rows = {k: [] for k in ("logit", "x", "y", "w", "query", "text", "summary")}
+def preference_features(shopper: Shopper, texts: list, products: dict) -> np.ndarray:
+    """[len(texts), 3]: the shopper's hidden preferences for each candidate (PREFERENCE_FEATURES),
+    what shop.click_lift multiplies: only the oracle sees them."""
+    return np.array([[float(products[t]["brand"] in shopper.brands), float(products[t]["category"] == shopper.category),
+                      price_fit(shopper, products[t]["price"])] for t in texts], np.float32)
+
+
+def _training_rows(logged: list[Logged], base: dict, theta: np.ndarray, products: dict | None = None):
+    """(base logits, behaviour features, labels, weights, days, queries, texts, summaries, and the
+    oracle's preference features when `products` is given) of every shown item of the training
+    requests with a non-empty profile."""
+    rows = {k: [] for k in ("logit", "x", "y", "w", "day", "true", "query", "text", "summary")}
     for item in logged:
         if not item.profile:
             continue
         q = item.request.query
         feats = behaviour_features(item.profile, q.texts)
+        truth = preference_features(item.request.shopper, q.texts, products) if products else None
         summary = behaviour_summary(item.profile)
         for pos, i in enumerate(item.shown):
             clicked = pos in item.clicked
@@ -125,20 +142,37 @@ def _training_rows(logged: list[Logged], base: dict, theta: np.ndarray):
             rows["x"].append(feats[i])
             rows["y"].append(float(clicked))
             rows["w"].append(1.0 if clicked else float(theta[min(pos, len(theta) - 1)]))
+            rows["day"].append(item.request.day)
+            rows["true"].append(truth[i] if truth is not None else np.zeros(len(PREFERENCE_FEATURES), np.float32))
             rows["query"].append(q.query)
             rows["text"].append(q.texts[i])
             rows["summary"].append(summary)
     return rows
 
 
-def fit_fusion(rows, seed: int = 0) -> tuple[ScoringHead, dict]:
-    """The late-fusion head: the cross-encoder's logit as a fixed offset plus a learned linear
-    term of the behaviour features (training.head.fit_offset_head), inverse-propensity weighted."""
-    logit, x, y, w = (np.asarray(rows[k], np.float32) for k in ("logit", "x", "y", "w"))
-    head = fit_offset_head(logit, x, y, BEHAVIOUR_FEATURES, w, seed=seed)
-    head.meta.update({"design": "fusion", "rows": int(len(y))})
-    theta = dict(zip(BEHAVIOUR_FEATURES, (head.weights[0][1:, 0] / head.scale[1:]).round(3).tolist()))
-    return head, {"rows": int(len(y)), "clicks": int(y.sum()), "theta_per_unit": theta}
+def fit_personal_head(rows, features: str, names: tuple, l2_grid: tuple, seed: int = 0) -> tuple[ScoringHead, dict]:
+    """The personal head (training.head.fit_offset_head): the cross-encoder's logit calibrated to
+    the logged clicks as a fixed offset, plus a linear term of `features` ("x": the behaviour
+    features, "true": the oracle's preferences), inverse-propensity weighted. Every weight is
+    non-negative (each feature is an affinity of the shopper for the candidate: more of it can only
+    mean more clicks); the shrinkage is chosen from `l2_grid` on the last L2_HELDOUT_DAYS training
+    days, fit on the days before, then refit on all."""
+    logit, y, w = (np.asarray(rows[k], np.float32) for k in ("logit", "y", "w"))
+    x = np.asarray(rows[features], np.float32).reshape(len(y), len(names))
+    day = np.asarray(rows["day"])
+    held = day >= (day.max() - L2_HELDOUT_DAYS + 1) if len(day) else day.astype(bool)
+    grid = l2_grid if held.any() and not held.all() and len(l2_grid) > 1 else l2_grid[:1]
+    head = fit_offset_head(logit, x, y, names, w, seed=seed, l2=grid, holdout=held, nonneg=True)
+    head.meta.update({"rows": int(len(y))})
+    return head, {"rows": int(len(y)), "clicks": int(y.sum()), "theta_per_unit": head.meta["theta_per_unit"],
+                  "l2": head.meta["l2"], "logit_slopes": head.meta["logit_slopes"]}
+
+
+def fit_fusion(rows, seed: int = 0, l2_grid: tuple = PersonalizeConfig.l2_grid) -> tuple[ScoringHead, dict]:
+    """The late-fusion head: the personal head over the behaviour features."""
+    head, fit = fit_personal_head(rows, "x", BEHAVIOUR_FEATURES, l2_grid, seed)
+    head.meta["design"] = "fusion"
+    return head, fit
 
 
 def fusion_logits(head: ScoringHead, base_logits: np.ndarray, behaviour: np.ndarray) -> np.ndarray:
@@ -224,24 +258,22 @@ def run_seed(cfg: PersonalizeConfig, seed: int, pool: list[PoolQuery], base: dic
     test = [it for it in logged if it.request.day >= cfg.test_from_day and not it.request.randomized]
     returning = [it for it in test if it.request.shopper.arrived < cfg.test_from_day]
     cold = [it for it in test if it.request.shopper.arrived >= cfg.test_from_day]
-    rows = _training_rows(train, base, theta)
+    rows = _training_rows(train, base, theta, products)
     log(f"seed {seed}: {len(requests)} requests simulated in {time.time() - started:.0f} s; "
         f"{len(rows['y'])} training rows, {int(sum(rows['y']))} clicks; test: {len(returning)} returning, "
         f"{len(cold)} new-shopper requests")
-    head, fusion_fit = fit_fusion(rows, seed=seed)
+    head, fusion_fit = fit_fusion(rows, seed=seed, l2_grid=cfg.l2_grid)
     head.save(work / "fusion-head")
-
-    def lift(it):
-        return np.array([click_lift(it.request.shopper, products[t]["brand"], products[t]["category"],
-                                    products[t]["price"], shop) for t in it.request.query.texts])
+    oracle, oracle_fit = fit_personal_head(rows, "true", PREFERENCE_FEATURES, cfg.l2_grid, seed)
 
     policies = {
         "non-personalized": lambda it: base[it.request.query.query],
         "fusion": lambda it: fusion_logits(head, base[it.request.query.query],
                                            behaviour_features(it.profile, it.request.query.texts)),
-        "oracle": lambda it: sigmoid(base[it.request.query.query]) * lift(it),
+        "oracle": lambda it: oracle.logits(base[it.request.query.query],
+                                           preference_features(it.request.shopper, it.request.query.texts, products)),
     }
-    fits = {"fusion": fusion_fit}
+    fits = {"fusion": fusion_fit, "oracle": oracle_fit}
     if "text" in cfg.designs:
         text_dir = work / "text-model"
         fits["text"] = fit_text(cfg, rows, text_dir, seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shoprank.online.personalize import PersonalizeConfig, run, write_report
+from shoprank.online.personalize import PREFERENCE_FEATURES, PersonalizeConfig, run, write_report
 from shoprank.online.shop import ShopConfig
 from shoprank.serving.head import ScoringHead
 
@@ -22,8 +22,11 @@ def test_personalize_report_from_simulated_logs(tiny_model, onnx_int8, tmp_path)
     assert seed["training_rows"] > 100 and seed["fits"]["fusion"]["clicks"] > 0
     head = ScoringHead.load(tmp_path / "work" / "seed3" / "fusion-head")
     assert head.meta["design"] == "fusion" and len(head.feature_names) == 6
+    for fit in (seed["fits"]["fusion"], seed["fits"]["oracle"]):   # the oracle: the same head, the true preferences
+        assert fit["l2"] in cfg.l2_grid and min(fit["theta_per_unit"].values()) >= 0
+    assert set(seed["fits"]["oracle"]["theta_per_unit"]) == set(PREFERENCE_FEATURES)
     md = write_report(report, tmp_path / "report")
     text = md.read_text()
-    assert "| late fusion" in text and "recovers" in text and "cold start" in text
+    assert "| late fusion" in text and "recovers" in text and "cold start" in text and "the gap" in text
     assert (tmp_path / "report" / "personalization.png").stat().st_size > 5000
     assert json.loads((tmp_path / "report" / "personalization.json").read_text())["summary"]["returning"]
