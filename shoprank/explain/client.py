@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import config
-from ..serving.client import TritonClient
+from ..serving.client import TritonClient, infer_inputs
 from .explanation import Explained
 
 
@@ -23,9 +23,8 @@ class ExplainClient(TritonClient):
     def explain(self, query: str, candidates: Sequence[str]) -> list[Explained]:
         """One Explained per candidate, in the candidates' order (RankError when the server refuses)."""
         api = self._api
-        inputs = [api.InferInput(config.QUERY, [1], "BYTES"),
-                  api.InferInput(config.CANDIDATES, [len(candidates)], "BYTES")]
-        inputs[0].set_data_from_numpy(np.array([query.encode("utf-8")], dtype=np.object_))
-        inputs[1].set_data_from_numpy(np.array([c.encode("utf-8") for c in candidates], dtype=np.object_))
+        inputs = infer_inputs(api, [
+            (config.QUERY, np.array([query.encode("utf-8")], dtype=np.object_), "BYTES"),
+            (config.CANDIDATES, np.array([c.encode("utf-8") for c in candidates], dtype=np.object_), "BYTES")])
         result = self._infer(inputs, [api.InferRequestedOutput(config.EXPLANATIONS)])
         return [Explained.from_json(d) for d in result.as_numpy(config.EXPLANATIONS).reshape(-1)]

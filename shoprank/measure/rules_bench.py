@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import config
 from ..serving.catalog import Catalog
+from ..serving.client import infer_inputs
 
 HEAD_SUFFIX = "_head"
 ALL_RULES = {"filter": {"in_stock_only": True, "price_min": 5, "price_max": 2000, "exclude_ids": None},
@@ -86,14 +87,6 @@ def _timed(client, model: str, inputs) -> float:
     return (after - before) / 1e6
 
 
-def _inputs(api, tensors: list) -> list:
-    out = []
-    for name, array, dtype in tensors:
-        out.append(api.InferInput(name, list(array.shape), dtype))
-        out[-1].set_data_from_numpy(array)
-    return out
-
-
 def _bytes(values) -> np.ndarray:
     return np.array([str(v).encode() for v in values], dtype=np.object_)
 
@@ -136,10 +129,10 @@ def rules_bench(model_dir: str | Path, engine: str | Path, catalog: str | Path, 
                 rules["pins"] = [{"id": chosen[100 + i], "position": 3 * i} for i in range(3)]
                 rules["explore"]["seed"] = r
                 logits = rng.normal(size=(1000, 1)).astype(np.float32)
-                inputs = _inputs(api, [(config.RANKER_LOGITS, logits, "FP32"),
-                                       (config.TOP_K, np.array([top_k], np.int32), "INT32"),
-                                       (config.ATTRIBUTES, attrs, "FP64"),
-                                       (config.RULES, _bytes([json.dumps(rules)]), "BYTES")])
+                inputs = infer_inputs(api, [(config.RANKER_LOGITS, logits, "FP32"),
+                                            (config.TOP_K, np.array([top_k], np.int32), "INT32"),
+                                            (config.ATTRIBUTES, attrs, "FP64"),
+                                            (config.RULES, _bytes([json.dumps(rules)]), "BYTES")])
                 sorter_ms.append(_timed(client, config.SORTER_MODEL, inputs))
             result[f"sorter_all_rules_n1000_top{top_k}_ms"] = {"p50": _pct(sorter_ms, 50), "p99": _pct(sorter_ms, 99),
                                                                "max": max(sorter_ms)}
@@ -149,10 +142,11 @@ def rules_bench(model_dir: str | Path, engine: str | Path, catalog: str | Path, 
             times = {name: [] for name in (config.TOKENIZER_MODEL, config.SORTER_MODEL, *heads)}
             for r in range(requests):
                 query, texts = queries[r % len(queries)]
-                tok_inputs = _inputs(api, [(config.QUERY, _bytes([query]), "BYTES"),
-                                           (config.CANDIDATES, _bytes(texts), "BYTES")])
-                sort_inputs = _inputs(api, [(config.RANKER_LOGITS, rng.normal(size=(len(texts), 1)).astype(np.float32),
-                                             "FP32"), (config.TOP_K, np.array([10], np.int32), "INT32")])
+                tok_inputs = infer_inputs(api, [(config.QUERY, _bytes([query]), "BYTES"),
+                                                (config.CANDIDATES, _bytes(texts), "BYTES")])
+                logits = rng.normal(size=(len(texts), 1)).astype(np.float32)
+                sort_inputs = infer_inputs(api, [(config.RANKER_LOGITS, logits, "FP32"),
+                                                 (config.TOP_K, np.array([10], np.int32), "INT32")])
                 pairs = ((config.TOKENIZER_MODEL, tok_inputs), (config.TOKENIZER_MODEL + HEAD_SUFFIX, tok_inputs),
                          (config.SORTER_MODEL, sort_inputs), (config.SORTER_MODEL + HEAD_SUFFIX, sort_inputs))
                 for name, inputs in (pairs if r % 2 else pairs[::-1]):  # alternate who goes first

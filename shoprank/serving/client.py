@@ -90,6 +90,22 @@ def default_url(protocol: str, host: str = config.HOST) -> str:
     return f"{host}:{config.GRPC_PORT if protocol == 'grpc' else config.HTTP_PORT}"
 
 
+RANKER_COUNTS = ("success", "compute_infer", "cache_hit", "cache_miss")
+
+
+def ranker_counts(grpc_url: str, model: str = config.RANKER_MODEL) -> dict[str, int]:
+    """Triton's counters of `model` summed over its loaded versions (a version's counts go with it
+    when it is unloaded): requests per RANKER_COUNTS statistic, and "executions" (engine calls,
+    merged requests counting once)."""
+    _, client = connect(grpc_url, "grpc", 10.0)
+    try:
+        rows = client.get_inference_statistics(model, as_json=True)["model_stats"]
+    finally:
+        client.close()
+    counts = {key: sum(int(r["inference_stats"].get(key, {}).get("count", 0)) for r in rows) for key in RANKER_COUNTS}
+    return {**counts, "executions": sum(int(r.get("execution_count", 0)) for r in rows)}
+
+
 class TritonClient:
     """One connection to a served model over gRPC or HTTP, closed by `with`; _infer() turns
     tritonclient's exceptions into RankError (status, retryable)."""
@@ -156,17 +172,14 @@ class RankClient(TritonClient):
         optional shopper inputs (USER_ID, USER_CONTEXT; docs/personalization.md)."""
         request_id = request_id or new_request_id()
         api = self._api
-        inputs = [api.InferInput(config.QUERY, [1], "BYTES"),
-                  api.InferInput(config.CANDIDATES, [len(candidates)], "BYTES"),
-                  api.InferInput(config.TOP_K, [1], "INT32")]
-        inputs[0].set_data_from_numpy(_bytes_array([query]))
-        inputs[1].set_data_from_numpy(_bytes_array(candidates))
-        inputs[2].set_data_from_numpy(np.array([top_k], dtype=np.int32))
+        tensors = [(config.QUERY, _bytes_array([query]), "BYTES"),
+                   (config.CANDIDATES, _bytes_array(candidates), "BYTES"),
+                   (config.TOP_K, np.array([top_k], dtype=np.int32), "INT32")]
         for name, values in ((config.USER_ID, None if user_id is None else [user_id]),
                              (config.USER_CONTEXT, user_context)):
             if values is not None and len(values):
-                inputs.append(api.InferInput(name, [len(values)], "BYTES"))
-                inputs[-1].set_data_from_numpy(_bytes_array(values))
+                tensors.append((name, _bytes_array(values), "BYTES"))
+        inputs = infer_inputs(api, tensors)
         outputs = [api.InferRequestedOutput(config.INDICES), api.InferRequestedOutput(config.SCORES)]
         result = self._infer(inputs, outputs, request_id)
         response = result.get_response()
@@ -188,11 +201,7 @@ class RankClient(TritonClient):
         if rules is not None:
             text = rules if isinstance(rules, (str, bytes)) else json.dumps(rules)
             tensors.append((config.RULES, _bytes_array([text]), "BYTES"))
-        inputs = []
-        for name, array, dtype in tensors:
-            inputs.append(api.InferInput(name, list(array.shape), dtype))
-            inputs[-1].set_data_from_numpy(array)
-        result = self._infer(inputs, None, request_id)
+        result = self._infer(infer_inputs(api, tensors), None, request_id)
         trace, randomized = result.as_numpy(config.TRACE), result.as_numpy(config.RANDOMIZED)
         if trace is not None:
             trace = json.loads(_text(trace.reshape(-1)[0]))
@@ -257,6 +266,15 @@ def scores_in_request_order(indices: np.ndarray, scores: np.ndarray, count: int)
     out = np.zeros(count, dtype=np.float32)
     out[np.asarray(indices, dtype=np.int64)] = scores
     return out
+
+
+def infer_inputs(api, tensors: Sequence[tuple[str, np.ndarray, str]]) -> list:
+    """tritonclient InferInputs (of the `api` module, grpc or http) from (name, array, datatype)."""
+    inputs = []
+    for name, array, dtype in tensors:
+        inputs.append(api.InferInput(name, list(array.shape), dtype))
+        inputs[-1].set_data_from_numpy(array)
+    return inputs
 
 
 def _bytes_array(values: Sequence) -> np.ndarray:

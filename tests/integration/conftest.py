@@ -42,3 +42,40 @@ def own_server(request, tiny_model, onnx_int8, tmp_path_factory):
     cache_bytes = getattr(request.module, "OWN_SERVER_CACHE_BYTES", 0)
     with run_triton(repo, work_dir=work, cache_bytes=cache_bytes) as running:
         yield repo, running
+
+
+class EngineProbe:
+    """One request whose served scores tell which engine answered it (version 1 of own_server
+    serves INT8, the tests publish FP32 as version 2): the group of the validation pairs, among
+    the first 20 with at least 4 texts, where the two engines' scores differ most."""
+
+    def __init__(self, model_dir, engines: dict, valid_pairs):
+        import numpy as np
+
+        from shoprank.data.split import query_groups
+        from shoprank.model_card import model_max_length
+        from shoprank.serving.engine import OrtEngine, sigmoid
+        from shoprank.serving.tokenizer import PairEncoder
+
+        encoder = PairEncoder.from_dir(model_dir, max_length=model_max_length(model_dir))
+        score = {name: (lambda e: lambda q, t: sigmoid(e.logits(encoder.encode(q, t))))(OrtEngine(path))
+                 for name, path in engines.items()}
+        groups = [(q, valid_pairs["text"].to_numpy()[idx].tolist()) for q, idx in query_groups(valid_pairs)
+                  if len(idx) >= 4]
+        spread = lambda g: np.ptp([s(*g) for s in score.values()], axis=0).max()  # noqa: E731
+        self.query, self.texts = max(groups[:20], key=spread)
+        self.expected = {name: s(self.query, self.texts) for name, s in score.items()}
+        assert spread((self.query, self.texts)) > 1e-4, "engines too similar to tell apart"
+
+    def engine_of(self, indices, scores) -> str:
+        """The engine whose scores these are (within 1e-5), or "other"."""
+        import numpy as np
+
+        served = np.zeros(len(self.texts), np.float32)
+        served[indices] = scores
+        return next((name for name, want in self.expected.items() if np.abs(served - want).max() <= 1e-5), "other")
+
+
+@pytest.fixture(scope="module")
+def engine_probe(tiny_model, onnx_int8, onnx_fp32, valid_pairs) -> EngineProbe:
+    return EngineProbe(tiny_model, {"int8": onnx_int8, "fp32": onnx_fp32}, valid_pairs)

@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 
-from shoprank import config
 from shoprank.data.requests import RequestPool
 from shoprank.errors import RankError
 from shoprank.measure.loadtest.overload import is_overloaded
-from shoprank.serving.client import RankClient
+from shoprank.serving.client import RankClient, ranker_counts
 
 CLIENTS = 8
 ROUNDS = 3         # every client sends every request once per round: a few seconds of load
@@ -29,16 +28,9 @@ def _requests(valid_pairs) -> list[tuple[str, list[str]]]:
 
 def _ranker_counts(url: str) -> tuple[int, int]:
     """(requests, engine executions) the ranker has served so far."""
-    import tritonclient.grpc as grpc
-
-    client = grpc.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(config.RANKER_MODEL, as_json=True)["model_stats"]
-    finally:
-        client.close()
     # inference_count counts rows (batch elements); the success count counts requests.
-    return (sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats),
-            sum(int(s.get("execution_count", 0)) for s in stats))
+    counts = ranker_counts(url)
+    return counts["success"], counts["executions"]
 
 
 def _answer(client: RankClient, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

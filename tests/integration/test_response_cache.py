@@ -11,54 +11,25 @@ import urllib.request
 import numpy as np
 
 from shoprank import config
-from shoprank.data.split import query_groups
-from shoprank.model_card import model_max_length
 from shoprank.online.activate import activate
 from shoprank.online.update import rollback
-from shoprank.serving.client import RankClient
-from shoprank.serving.engine import OrtEngine, sigmoid
-from shoprank.serving.tokenizer import PairEncoder
+from shoprank.serving.client import RankClient, ranker_counts
 from shoprank.serving.triton.versions import publish_version
 
 OWN_SERVER_CACHE_BYTES = 8 * 1024 * 1024  # own_server (conftest) starts with the response cache
 
 
-def _reference(model_dir, engine_path):
-    encoder = PairEncoder.from_dir(model_dir, max_length=model_max_length(model_dir))
-    engine = OrtEngine(engine_path)
-    return lambda query, texts: sigmoid(engine.logits(encoder.encode(query, texts)))
-
-
 def _ranker_counts(endpoints):
     """(requests the engine scored, cache hits) of the ranker's loaded versions, from Triton
     (a version's counts go with it when it is unloaded)."""
-    import tritonclient.grpc as api
-
-    client = api.InferenceServerClient(endpoints.grpc)
-    try:
-        rows = client.get_inference_statistics(config.RANKER_MODEL, as_json=True)["model_stats"]
-    finally:
-        client.close()
-    count = lambda key: sum(int(r["inference_stats"].get(key, {}).get("count", 0)) for r in rows)  # noqa: E731
-    return count("compute_infer"), count("cache_hit")
+    counts = ranker_counts(endpoints.grpc)
+    return counts["compute_infer"], counts["cache_hit"]
 
 
-def test_cache_answers_repeats_and_never_outlives_a_ranker_version(own_server, tiny_model, onnx_fp32, onnx_int8,
-                                                                   valid_pairs):
+def test_cache_answers_repeats_and_never_outlives_a_ranker_version(own_server, tiny_model, onnx_fp32, engine_probe):
     repo, running = own_server
     endpoints, key = running.endpoints, running.admin_key
-    groups = [(q, valid_pairs["text"].to_numpy()[idx].tolist()) for q, idx in query_groups(valid_pairs)
-              if len(idx) >= 4]
-    fp32, int8 = _reference(tiny_model, onnx_fp32), _reference(tiny_model, onnx_int8)
-    # The request whose FP32 and INT8 scores differ most tells which engine answered it.
-    query, texts = max(groups[:20], key=lambda g: np.abs(fp32(*g) - int8(*g)).max())
-    expected = {"int8": int8(query, texts), "fp32": fp32(query, texts)}
-    assert np.abs(expected["fp32"] - expected["int8"]).max() > 1e-4, "engines too similar to tell apart"
-
-    def engine_of(indices, scores):
-        served = np.zeros(len(texts), np.float32)
-        served[indices] = scores
-        return next((name for name, want in expected.items() if np.abs(served - want).max() <= 1e-5), "other")
+    query, texts, engine_of = engine_probe.query, engine_probe.texts, engine_probe.engine_of
 
     with RankClient(endpoints.grpc, "grpc") as client:
         # A repeat skips the engine: Triton counts a hit, and the answer and the echoed request id

@@ -19,6 +19,7 @@ from pathlib import Path
 from ... import config
 from ...data.requests import RequestPool
 from ...errors import RankError
+from ...serving.client import ranker_counts
 from ...serving.server import free_ports
 from .systems import System, TritonVariant
 from .timing import _percentiles, measure_sequential, measure_throughput, measure_throughputs
@@ -50,15 +51,8 @@ def _counting(system: System, failures: dict) -> System:
 
 def _cache_counts(variant: TritonVariant) -> tuple[int, int]:
     """(cache lookups, cache hits) of the ranker (the cached step), from Triton's statistics."""
-    import tritonclient.grpc as api
-
-    client = api.InferenceServerClient(variant.endpoints.grpc)
-    try:
-        rows = client.get_inference_statistics(config.RANKER_MODEL, as_json=True)["model_stats"]
-    finally:
-        client.close()
-    count = lambda key: sum(int(r["inference_stats"].get(key, {}).get("count", 0)) for r in rows)  # noqa: E731
-    return count("cache_hit") + count("cache_miss"), count("cache_hit")
+    counts = ranker_counts(variant.endpoints.grpc)
+    return counts["cache_hit"] + counts["cache_miss"], counts["cache_hit"]
 
 
 def head_heavy(model_dir: Path, engine_path: Path, engine: str, work_dir: Path, clients: int = 8,
