@@ -231,9 +231,10 @@ class ConversionHead:
                 **{n: round(float(v), 4) for n, v in zip(self.names, self.theta[2:])}}
 
 
-def click_purchase_counts(path: Path, text_to_id: dict, requests: set | None = None) -> tuple[dict, dict]:
-    """Per product id: clicks and purchases in the feedback store (optionally of some requests)."""
-    _, shown, events = read_frames(path)
+def click_purchase_counts(frames, text_to_id: dict, requests: set | None = None) -> tuple[dict, dict]:
+    """Per product id: clicks and purchases in the feedback log (read_frames; optionally of some
+    requests)."""
+    _, shown, events = frames
     if requests is not None:
         shown = shown[shown["request_id"].isin(requests)]
         events = events[events["request_id"].isin(requests)]
@@ -251,12 +252,12 @@ def click_purchase_counts(path: Path, text_to_id: dict, requests: set | None = N
     return clicks, purchases
 
 
-def fit_conversion(path: Path, text_to_id: dict, category_of: dict, seed: int) -> tuple[ConversionModel, dict]:
+def fit_conversion(frames, text_to_id: dict, category_of: dict, seed: int) -> tuple[ConversionModel, dict]:
     """Choose the prior strength on a held-out fifth of the logged requests (log-likelihood of
-    purchase given click), then fit on everything."""
-    ids, held = heldout_split(path, seed)
-    fit_c, fit_p = click_purchase_counts(path, text_to_id, set(ids) - held)
-    test_c, test_p = click_purchase_counts(path, text_to_id, held)
+    purchase given click), then fit on everything. frames: the feedback log (read_frames)."""
+    ids, held = heldout_split(frames, seed)
+    fit_c, fit_p = click_purchase_counts(frames, text_to_id, set(ids) - held)
+    test_c, test_p = click_purchase_counts(frames, text_to_id, held)
     scores = {}
     for strength in PRIOR_STRENGTHS:
         model = ConversionModel(fit_c, fit_p, category_of, strength)
@@ -267,24 +268,25 @@ def fit_conversion(path: Path, text_to_id: dict, category_of: dict, seed: int) -
             ll += bought * math.log(q) + (c - bought) * math.log(1 - q)
         scores[strength] = ll / max(1, sum(test_c.values()))
     best = max(scores, key=scores.get)
-    clicks, purchases = click_purchase_counts(path, text_to_id)
+    clicks, purchases = click_purchase_counts(frames, text_to_id)
     return ConversionModel(clicks, purchases, category_of, best), {
         "heldout_loglik_per_click": {str(k): round(v, 5) for k, v in scores.items()}, "prior_strength": best,
         "clicks": sum(clicks.values()), "purchases": sum(purchases.values())}
 
 
-def heldout_split(path: Path, seed: int) -> tuple[list, set]:
+def heldout_split(frames, seed: int) -> tuple[list, set]:
     """All logged request ids and the held-out fifth (the same for every model compared)."""
-    imps, _, _ = read_frames(path)
+    imps, _, _ = frames
     ids = sorted(imps["request_id"])
     random.Random(seed).shuffle(ids)
     return ids, set(ids[: len(ids) // 5])
 
 
-def click_rows(path: Path, text_to_id: dict, p_click, requests: set | None = None) -> dict:
-    """One row per logged click: the product id, the model's p(click) for the request's query and
-    that product (p_click(query, text)), and whether it was bought."""
-    imps, shown, events = read_frames(path)
+def click_rows(frames, text_to_id: dict, p_click, requests: set | None = None) -> dict:
+    """One row per logged click of the feedback log (read_frames): the product id, the model's
+    p(click) for the request's query and that product (p_click(query, text)), and whether it was
+    bought."""
+    imps, shown, events = frames
     if requests is not None:
         shown = shown[shown["request_id"].isin(requests)]
         events = events[events["request_id"].isin(requests)]
@@ -307,14 +309,14 @@ def _loglik(q: np.ndarray, y) -> float:
     return float(np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else 0.0
 
 
-def fit_head(path: Path, text_to_id: dict, frame, p_click, seed: int) -> tuple[ConversionHead, dict]:
-    """The head on the held-out split of fit_conversion: coefficients on four fifths, the L2
-    penalty and the products' shrinkage strength chosen by held-out log-likelihood per click, then
-    everything refit.
-    Also scores the per-product model (ConversionModel) on the same held-out clicks."""
-    ids, held = heldout_split(path, seed)
-    train = click_rows(path, text_to_id, p_click, set(ids) - held)
-    test = click_rows(path, text_to_id, p_click, held)
+def fit_head(frames, text_to_id: dict, frame, p_click, seed: int) -> tuple[ConversionHead, dict]:
+    """The head on the held-out split of fit_conversion (the same clicks, so their held-out
+    log-likelihoods compare): coefficients on four fifths, the L2 penalty and the products'
+    shrinkage strength chosen by held-out log-likelihood per click, then everything refit.
+    frames: the feedback log (read_frames)."""
+    ids, held = heldout_split(frames, seed)
+    train = click_rows(frames, text_to_id, p_click, set(ids) - held)
+    test = click_rows(frames, text_to_id, p_click, held)
     scores = {}
     for penalty in HEAD_PENALTIES:
         head = ConversionHead(frame, train, penalty)
@@ -323,19 +325,12 @@ def fit_head(path: Path, text_to_id: dict, frame, p_click, seed: int) -> tuple[C
             scores[penalty, strength] = _loglik(head.probability(test["pid"], np.asarray(test["p_click"])),
                                                 test["bought"])
     penalty, best = max(scores, key=scores.get)
-    category_of = dict(zip(frame["id"], frame["category"]))
-    fit_c, fit_p = click_purchase_counts(path, text_to_id, set(ids) - held)
-    per_product = {}
-    for strength in PRIOR_STRENGTHS:
-        model = ConversionModel(fit_c, fit_p, category_of, strength)
-        per_product[strength] = _loglik(np.array([model.rate(p) for p in test["pid"]]), test["bought"])
-    everything = click_rows(path, text_to_id, p_click)
+    everything = click_rows(frames, text_to_id, p_click)
     head = ConversionHead(frame, everything, penalty).shrink(best)
     return head, {"heldout_loglik_per_click": {f"{p:g}/{k:g}": round(v, 5) for (p, k), v in scores.items()},
                   "penalty": penalty, "prior_strength": best, "clicks": len(everything["pid"]),
                   "purchases": int(sum(everything["bought"])), "coefficients": head.coefficients(),
-                  "heldout_clicks": len(test["pid"]),
-                  "per_product_same_clicks": {str(k): round(v, 5) for k, v in per_product.items()}}
+                  "heldout_clicks": len(test["pid"])}
 
 
 class Scorer:
@@ -427,8 +422,9 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
     # 2. learn p(purchase | click) both ways (per product; the head), each into a catalog (SQLite)
     p_click = {(q.query, t): float(v) for q in traffic
                for t, v in zip(q.texts, sigmoid(scorer.logits(q.query, q.texts)))}
-    model, fit = fit_conversion(db, text_to_id, category_of, seed)
-    head, head_fit = fit_head(db, text_to_id, frame, lambda query, text: p_click[query, text], seed)
+    frames = read_frames(db)  # the log, read once for both models
+    model, fit = fit_conversion(frames, text_to_id, category_of, seed)
+    head, head_fit = fit_head(frames, text_to_id, frame, lambda query, text: p_click[query, text], seed)
     rates = {"product_rate": np.array([model.rate(pid) for pid in frame["id"]]),
              "head": np.array([head.rate(pid) for pid in frame["id"]])}
     exponent = {"product_rate": 0.0, "head": round(min(max(head.gamma, 0.0), MAX_CLICK_EXPONENT), 4)}
@@ -600,7 +596,7 @@ def render_report(summary: dict) -> str:
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for seed, r in summary["per_seed"].items():
         pr, hd = r["fit"]["product_rate"], r["fit"]["head"]
-        best_pr = max(hd["per_product_same_clicks"].items(), key=lambda kv: kv[1])
+        best_pr = max(pr["heldout_loglik_per_click"].items(), key=lambda kv: kv[1])
         best_hd = max(hd["heldout_loglik_per_click"].items(), key=lambda kv: kv[1])
         lines.append(f"| {seed} | {pr['clicks']} / {pr['purchases']} | {best_pr[1]:.4f} ({float(best_pr[0]):g}) | "
                      f"{best_hd[1]:.4f} ({best_hd[0]}) | {pr['corr_with_true_appeal_x_stock']} / "

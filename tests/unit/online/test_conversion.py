@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from shoprank.online import conversion
-from shoprank.online.conversion import ConversionHead, _cloglog_fit, choose, click_rows, fit_head
-from shoprank.online.feedback import FeedbackStore
+from shoprank.online.conversion import ConversionHead, _cloglog_fit, choose, click_rows, fit_conversion, fit_head
+from shoprank.online.feedback import FeedbackStore, read_frames
 from shoprank.serving.client import Shown
 
 
@@ -61,10 +61,11 @@ def test_the_head_learns_click_probability_stock_and_a_products_own_rate_from_th
         return 0.1 + 0.8 * ((int(query[1:]) * 7 + int(text.split()[1]) * 3) % 10) / 10
 
     write_log(tmp_path / "f.sqlite", frame, p_click)
-    rows = click_rows(tmp_path / "f.sqlite", text_to_id, p_click)
+    frames = read_frames(tmp_path / "f.sqlite")
+    rows = click_rows(frames, text_to_id, p_click)
     assert len(rows["pid"]) == 12000 and 0 < sum(rows["bought"]) < 12000
     assert set(rows["p_click"]) <= {p_click(f"q{q}", f"product {i}") for q in range(10) for i in range(40)}
-    head, fit = fit_head(tmp_path / "f.sqlite", text_to_id, frame, p_click, seed=0)
+    head, fit = fit_head(frames, text_to_id, frame, p_click, seed=0)
     assert 0.7 < head.gamma < 1.3                      # purchases rise with the request's p(click)
     assert fit["coefficients"]["out_of_stock"] < -2    # never bought
     assert head.rate("p7") > 2 * head.rate("p9")       # its own rate, beyond the features (same price)
@@ -72,7 +73,8 @@ def test_the_head_learns_click_probability_stock_and_a_products_own_rate_from_th
     assert high / low == pytest.approx(4 ** head.gamma, rel=0.2)
     # chosen on held-out clicks, and better there than the per-product rates on the same clicks
     assert fit["heldout_clicks"] > 1000 and fit["clicks"] == 12000
-    assert max(fit["heldout_loglik_per_click"].values()) > max(fit["per_product_same_clicks"].values())
+    _, per_product = fit_conversion(frames, text_to_id, dict(zip(frame["id"], frame["category"])), seed=0)
+    assert max(fit["heldout_loglik_per_click"].values()) > max(per_product["heldout_loglik_per_click"].values())
 
 
 def test_the_catalog_column_is_the_rate_at_click_probability_one():

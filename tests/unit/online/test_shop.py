@@ -8,7 +8,7 @@ import pytest
 
 from shoprank.online import shop
 from shoprank.online.conversion import ConversionModel, click_purchase_counts, fit_conversion
-from shoprank.online.feedback import FeedbackStore
+from shoprank.online.feedback import FeedbackStore, read_frames
 from shoprank.online.shop import ShopConfig, Shoppers, synthetic_catalog, titles_catalog
 from shoprank.serving.client import Shown
 
@@ -83,8 +83,9 @@ def test_conversion_is_learned_from_the_feedback_log(tmp_path):
                 if rng.random() < rate:
                     store.record_event(rid, position, "purchase")
         store.flush()
-    clicks, purchases = click_purchase_counts(tmp_path / "f.sqlite", texts)
+    frames = read_frames(tmp_path / "f.sqlite")
+    clicks, purchases = click_purchase_counts(frames, texts)
     assert clicks == {"g": 400, "b": 400}
-    model, fit = fit_conversion(tmp_path / "f.sqlite", texts, {"g": "c", "b": "c"}, seed=0)
+    model, fit = fit_conversion(frames, texts, {"g": "c", "b": "c"}, seed=0)
     assert 0.5 < model.rate("g") < 0.7 and 0.05 < model.rate("b") < 0.15
     assert fit["purchases"] == sum(purchases.values())
