@@ -13,7 +13,7 @@ import numpy as np
 from .. import config
 from ..data.pseudonym import load_or_create_key, pseudonym
 from ..serving.client import RankClient
-from ..serving.personal import PERSONAL_FOLDER, personal_dir
+from ..serving.personal import personal_dir
 from ..serving.profiles import MAX_EVENTS, Behaviour, open_profiles
 from ..serving.server import run_triton
 from ..serving.triton.repository import build_repository
@@ -25,9 +25,8 @@ def served_latency(cfg, head_dir: str | Path, requests: int = 120, shoppers: int
     work = Path(cfg.work_dir) / "latency"
     shutil.rmtree(work, ignore_errors=True)
     model = work / "model"
-    # The model as it is without a personal head (an installed one is replaced by the one measured).
-    shutil.copytree(cfg.model_dir, model, ignore=lambda folder, names: [PERSONAL_FOLDER] if Path(folder) == Path(
-        cfg.model_dir) and PERSONAL_FOLDER in names else [])
+    shutil.copytree(cfg.model_dir, model)
+    shutil.rmtree(personal_dir(model), ignore_errors=True)  # an installed head gives way to the one measured
     shutil.copytree(head_dir, personal_dir(model))
     key_file, store_path = work / "user_id.key", work / "profiles.sqlite"
     key = load_or_create_key(key_file)
