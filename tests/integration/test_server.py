@@ -10,7 +10,7 @@ from shoprank import config
 from shoprank.data.split import query_groups
 from shoprank.errors import RankError
 from shoprank.model_card import model_max_length
-from shoprank.serving.client import RankClient
+from shoprank.serving.client import RankClient, ranker_counts
 from shoprank.serving.engine import OrtEngine, sigmoid
 from shoprank.serving.tokenizer import PairEncoder
 
@@ -135,18 +135,15 @@ def test_concurrent_requests_are_batched_and_ranked_as_when_alone(server, valid_
     """The dynamic batcher merges concurrent requests into fewer ranker executions; each
     request still gets exactly its own scores (INT8 quantizes each row on its own:
     tests/integration/test_isolation.py has the full check)."""
-    import tritonclient.grpc as api
-
     groups = _groups(valid_pairs, count=24, min_size=3)
     alone = {}
     with RankClient(server.grpc, "grpc") as c:
         for q, texts in groups:
             alone[q] = c.infer_raw(q, texts, 0)
-    stats = api.InferenceServerClient(server.grpc)
 
     def counts():
-        s = stats.get_inference_statistics(config.RANKER_MODEL, as_json=True)["model_stats"][0]
-        return int(s["inference_stats"]["success"]["count"]), int(s.get("execution_count", 0))
+        c = ranker_counts(server.grpc)
+        return c["success"], c["executions"]
 
     before = counts()
 
