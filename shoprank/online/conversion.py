@@ -8,11 +8,12 @@ what a server knows: ConversionModel (per product, shrunk towards its category's
 empirical Bayes) and ConversionHead (a complementary log-log model of every logged click: the
 request's p(click), stock, price against its category, rating, category, and the product's own
 shrunk ratio); each is written into a catalog's `conversion` column. Then, for `eval_days` more
-days of the same shoppers and queries (common random numbers: every policy meets the same
-shopper, query and dice), each policy orders the pages: relevance, expected_value at every
-value_weight of SWEEP with either model, expected_value + rules. The (model, value_weight) is
-chosen on the tuning seeds, never on the reported ones (`choose`). Reported: revenue and
-margin per 1,000 requests, CTR, purchases, NDCG@10 of the order against the TRUE relevance,
+days of the same shoppers and queries (every policy meets the same shopper and query; clicks,
+purchases and revenue are the page's expectations, not draws), each policy orders the pages:
+relevance, each objective of SWEEPS (expected_value item by item, page_value position by
+position) at every setting with either model, and the chosen one + rules. The setting is chosen
+on the tuning seeds, never on the reported ones (`choose`). Reported: revenue and margin per
+1,000 requests, CTR, purchases, NDCG@10 of the order against the TRUE relevance,
 share of out-of-stock items shown, distinct brands in the top 10.
 
 Scoring is in-process: the demo model's ONNX engine through the serving code's own pair encoder
@@ -41,46 +42,64 @@ from .feedback import FeedbackStore, read_frames
 from .shop import ShopConfig, Shoppers, click_lift, purchase_probability, simulate_page, synthetic_catalog
 from .world import build_world, examination
 
-SWEEP = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.12)  # value_weight candidates, tried on the tuning seeds
+# The settings tried on the tuning seeds: each objective's trade-off parameter (rules.py).
+SWEEPS = {"expected_value": ("value_weight", (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.12)),
+          "page_value": ("relevance_share", (0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98))}
 LOSS_BUDGET = 0.01  # the target's NDCG@10 loss: the choice is the best mean revenue on the tuning seeds within it
 MODELS = ("product_rate", "head")  # the conversion models compared: ConversionModel, ConversionHead
 
 
-def expected_value(weight: float, model: str) -> dict:
-    return {"model": model, "rules": {"objective": "expected_value",
-                                      **({"value_weight": weight} if weight != 1 else {})}}
+def setting_name(objective: str, x: float, model: str) -> str:
+    return f"{objective}({SWEEPS[objective][0]}={x:g})[{model}]"
+
+
+def setting(objective: str, x: float | None, model: str) -> dict:
+    """A policy: {"model": whose catalog (conversion) it reads, "rules": RULES JSON}; x None: the
+    objective at its plain setting (expected_value: the expected revenue itself)."""
+    return {"model": model, "objective": objective, "x": x,
+            "rules": {"objective": objective, **({} if x is None else {SWEEPS[objective][0]: x})}}
 
 
 def sweep_policies() -> dict:
-    """Relevance and expected value at every SWEEP weight with every conversion model."""
+    """Relevance, and every objective at every setting of its sweep with every conversion model."""
     return {"relevance": {"model": MODELS[0], "rules": {}},
-            **{f"w{w:g}[{m}]": expected_value(w, m) for m in MODELS for w in SWEEP}}
+            **{setting_name(o, x, m): setting(o, x, m) for o, (_, xs) in SWEEPS.items() for m in MODELS for x in xs}}
 
 
-def policies(weight: float, model: str, others: dict) -> dict:
-    """The reported policies: name -> {"model": whose catalog (conversion) it reads, "rules": RULES
-    JSON}; the head's learned click_exponent is added per seed (run_seed). others: each other
-    model's own best weight, shown beside the chosen one."""
-    chosen = expected_value(weight, model)
-    return {"relevance": {"model": model, "rules": {}},
-            f"expected_value[{model}]": expected_value(1.0, model),
-            f"expected_value_w{weight:g}[{model}]": chosen,
-            **{f"expected_value_w{w:g}[{m}]": expected_value(w, m) for m, w in others.items()},
-            f"expected_value_w{weight:g}[{model}]+rules": {
-                "model": model, "rules": {**chosen["rules"], "filter": {"in_stock_only": True},
-                                          "diversity": {"max_per_brand": 3, "top_n": 10},
-                                          "boost": {"attribute": "margin", "strength": 0.05}}}}
+def policies(chosen: str, sweep: dict, others: list) -> dict:
+    """The reported policies: relevance, expected revenue itself, the chosen setting, the best
+    setting of each other (objective, model), and the chosen setting with business rules. The
+    head's learned click_exponent is added per seed (run_seed)."""
+    spec = sweep[chosen]
+    with_rules = {**spec, "rules": {**spec["rules"], "filter": {"in_stock_only": True},
+                                    "diversity": {"max_per_brand": 3, "top_n": 10},
+                                    "boost": {"attribute": "margin", "strength": 0.05}}}
+    return {"relevance": {"model": spec["model"], "rules": {}},
+            f"expected_value[{spec['model']}]": setting("expected_value", None, spec["model"]),
+            chosen: spec, **{name: sweep[name] for name in others}, f"{chosen}+rules": with_rules}
 
 
-def choose(tuning: dict) -> tuple[str, float, dict]:
-    """The (model, value_weight) with the best mean revenue lift on the tuning seeds among those whose
-    mean NDCG@10 loss there is within LOSS_BUDGET (else the smallest weight), and each model's own best."""
-    best: dict = {}
-    for m in MODELS:
-        within = [w for w in SWEEP if tuning[f"w{w:g}[{m}]"]["ndcg_loss"]["mean"] <= LOSS_BUDGET]
-        best[m] = max(within, key=lambda w: tuning[f"w{w:g}[{m}]"]["revenue_lift"]["mean"]) if within else min(SWEEP)
-    model = max(MODELS, key=lambda m: tuning[f"w{best[m]:g}[{m}]"]["revenue_lift"]["mean"])
-    return model, best[model], {m: w for m, w in best.items() if m != model}
+def _upper(loss: dict) -> float:
+    """Mean NDCG@10 loss over the tuning seeds plus its standard error: the budget is a limit, so a
+    setting must keep to it with some confidence, not only on average over three or six worlds."""
+    return loss["mean"] + loss.get("se", 0.0)
+
+
+def choose(tuning: dict, sweep: dict) -> tuple[str, list]:
+    """The sweep setting with the best mean revenue lift on the tuning seeds among those whose
+    NDCG@10 loss there is within LOSS_BUDGET (mean + standard error; none within: the smallest),
+    and the same choice within each other (objective, model), shown beside it."""
+    def best(names):
+        within = [n for n in names if _upper(tuning[n]["ndcg_loss"]) <= LOSS_BUDGET]
+        if within:
+            return max(within, key=lambda n: tuning[n]["revenue_lift"]["mean"])
+        return min(names, key=lambda n: tuning[n]["ndcg_loss"]["mean"])
+
+    names = [n for n in sweep if n != "relevance"]
+    chosen = best(names)
+    groups = {(sweep[n]["objective"], sweep[n]["model"]) for n in names}
+    others = [best([n for n in names if (sweep[n]["objective"], sweep[n]["model"]) == g]) for g in sorted(groups)]
+    return chosen, [n for n in others if n != chosen]
 
 
 PRIOR_STRENGTHS = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # pseudo-clicks of the category prior, chosen on held-out log
@@ -89,7 +108,7 @@ PRIOR_STRENGTHS = (0.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # pseudo-clicks of the cate
 @dataclass
 class ConversionConfig:
     seeds: tuple = (7, 8, 9)
-    tune_seeds: tuple = (1, 2, 3)   # value_weight is chosen on these, never on the reported seeds
+    tune_seeds: tuple = (1, 2, 3, 4, 5, 6)  # the setting is chosen on these, never on the reported seeds
     model_dir: str = str(config.MODEL_DIR)
     engine: str = str(config.onnx_file("int8"))
     report_dir: str = str(config.REPORTS_DIR)
@@ -361,9 +380,13 @@ class _WorldCfg:
 
 
 def _page_metrics(order: np.ndarray, q, shown_n: int, attrs: np.ndarray, shopper, products: list,
-                  draws: np.ndarray, cfg: ShopConfig) -> dict:
+                  cfg: ShopConfig) -> dict:
+    """One page's outcome for one shopper. Clicks, purchases, revenue and margin are their
+    expectations under the simulator (position bias x click probability x purchase probability),
+    not draws: revenue rests on few, price-skewed purchases, and draws would add their noise to
+    every comparison (as personalization's report, the same simulator)."""
     shown = order[:shown_n]
-    out = {"shown": len(shown), "clicks": 0, "purchases": 0, "revenue": 0.0, "margin": 0.0,
+    out = {"shown": len(shown), "clicks": 0.0, "purchases": 0.0, "revenue": 0.0, "margin": 0.0,
            "oos": int(sum(attrs[i, ATTRIBUTES.index("in_stock")] == 0 for i in shown)),
            "brands": len({products[i]["brand"] for i in shown})}
     scores = np.full(len(q.relevance), -1e9)  # filtered: never shown
@@ -371,17 +394,13 @@ def _page_metrics(order: np.ndarray, q, shown_n: int, attrs: np.ndarray, shopper
     out["ndcg"] = metrics.ndcg_at_k(scores, q.relevance, 10)
     for position, i in enumerate(shown):
         p = products[i]
-        u_exam, u_click, u_buy = draws[position]
-        if u_exam >= examination(position, cfg.eta):
-            continue
         lift = click_lift(shopper, p["brand"], p["category"], p["price"], cfg)
-        if u_click >= min(1.0, click_probability(q.relevance[i]) * lift):
-            continue
-        out["clicks"] += 1
-        if u_buy < purchase_probability(q.relevance[i], p, shopper, cfg):
-            out["purchases"] += 1
-            out["revenue"] += p["price"]
-            out["margin"] += p["margin"]
+        click = examination(position, cfg.eta) * min(1.0, click_probability(q.relevance[i]) * lift)
+        purchase = click * purchase_probability(q.relevance[i], p, shopper, cfg)
+        out["clicks"] += click
+        out["purchases"] += purchase
+        out["revenue"] += purchase * p["price"]
+        out["margin"] += purchase * p["margin"]
     return out
 
 
@@ -453,7 +472,7 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
     for _day in range(cfg.eval_days):
         for _ in range(shop.sessions_per_day):
             shopper, q = copy(people.pick()), rnd.choices(traffic, weights)[0]
-            sessions.append((shopper, q, np.array([[rnd.random() for _ in range(3)] for _ in range(shop.top_k)])))
+            sessions.append((shopper, q))
         people.next_day()
     lookups: dict = {name: {} for name in catalogs}
     for name, catalog in catalogs.items():
@@ -469,11 +488,11 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
         pages = {}
         totals: dict = {}
         ndcgs = []
-        for shopper, q, draws in sessions:
+        for shopper, q in sessions:
             ids, attrs, products = lookups[spec["model"]][q.query]
             if q.query not in pages:
                 pages[q.query] = apply_rules(scorer.logits(q.query, q.texts), 0, rules, attrs, ids).indices
-            m = _page_metrics(pages[q.query], q, shop.top_k, attrs, shopper, products, draws, shop)
+            m = _page_metrics(pages[q.query], q, shop.top_k, attrs, shopper, products, shop)
             ndcg = m.pop("ndcg")
             if ndcg is not None:
                 ndcgs.append(ndcg)
@@ -486,7 +505,7 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
                         "oos_share_shown": totals["oos"] / totals["shown"],
                         "brands_in_top10": totals["brands"] / n}
         log(f"seed {seed} {name:<32} revenue/1000 {result[name]['revenue_per_1000']:9.1f}  "
-            f"NDCG@10 {result[name]['true_ndcg@10']:.4f}  purchases {totals['purchases']}")
+            f"NDCG@10 {result[name]['true_ndcg@10']:.4f}  purchases {totals['purchases']:.1f}")
     return result
 
 
@@ -497,14 +516,16 @@ def run(cfg: ConversionConfig, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="shoprank-conversion-") as tmp:
         tuning = _summarize({seed: run_seed(cfg, seed, scorer, Path(tmp), sweep, lambda *a: None)
                              for seed in cfg.tune_seeds}, sweep)
-        model, weight, others = choose(tuning)
-        log(f"conversion model {model}, value_weight {weight:g} (best mean revenue with NDCG@10 loss <= "
-            f"{LOSS_BUDGET} on seeds {cfg.tune_seeds}); others at their best: {others}")
-        chosen = policies(weight, model, others)
+        name, others = choose(tuning, sweep)
+        log(f"chosen: {name} (best mean revenue with NDCG@10 loss <= {LOSS_BUDGET} on seeds {cfg.tune_seeds}); "
+            f"the others at their best: {', '.join(others)}")
+        chosen = policies(name, sweep, others)
         per_seed = {seed: run_seed(cfg, seed, scorer, Path(tmp), {**chosen, **sweep}, log) for seed in cfg.seeds}
     curve = _summarize(per_seed, sweep)
     summary = {"config": {**asdict(cfg), "shop": asdict(cfg.shop)}, "policies": chosen, "per_seed": per_seed,
-               "model": model, "value_weight": weight,
+               "chosen": name, "model": sweep[name]["model"],
+               "sweep": {k: {f: v[f] for f in ("model", "objective", "x")} for k, v in sweep.items()
+                         if k != "relevance"},
                "tuning": {k: {m: v[m] for m in ("revenue_lift", "ndcg_loss")} for k, v in tuning.items()
                           if k != "relevance"},
                "reported_curve": {k: {m: v[m] for m in ("revenue_lift", "ndcg_loss")} for k, v in curve.items()
@@ -537,7 +558,8 @@ def _summarize(per_seed: dict, policies: dict) -> dict:
             out[name]["revenue_lift"] = {"mean": float(np.mean(lift)), "min": float(np.min(lift)),
                                          "max": float(np.max(lift))}
             out[name]["ndcg_loss"] = {"mean": float(np.mean(loss)), "min": float(np.min(loss)),
-                                      "max": float(np.max(loss))}
+                                      "max": float(np.max(loss)),
+                                      "se": float(np.std(loss, ddof=1) / np.sqrt(len(loss))) if len(loss) > 1 else 0.0}
     return out
 
 
@@ -552,9 +574,11 @@ def render_report(summary: dict) -> str:
     lines = ["# Conversion-aware ordering (`make conversion`)", "",
              f"Simulated shoppers (docs/simulator.md), {len(seeds)} reported seeds ({', '.join(map(str, seeds))}), "
              f"{n} evaluated requests each; mean over seeds [min, max]. Scored in-process with the demo model's "
-             "ONNX engine and the serving code's rules (not through Triton). Common random numbers: every policy "
-             "meets the same shoppers, queries and dice. `[model]`: the conversion model whose catalog column the "
-             "policy reads (product_rate: per product, shrunk to the category; head: the learned head).", "",
+             "ONNX engine and the serving code's rules (not through Triton). Every policy meets the same shoppers "
+             "and queries; clicks, purchases, revenue and margin are each page's expectations under the simulator "
+             "(position bias x click x purchase probability), not draws. `[model]`: the conversion model whose "
+             "catalog column the policy reads (product_rate: per product, shrunk to the category; head: the "
+             "learned head).", "",
              "| policy | revenue / 1000 req | margin / 1000 req | CTR | purchases | true NDCG@10 | "
              "out-of-stock shown | brands in top 10 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in summary["policies"]:
@@ -572,20 +596,24 @@ def render_report(summary: dict) -> str:
         ok = lift["mean"] >= 0.10 and loss["mean"] <= 0.01
         lines.append(f"- {name}: revenue {_spread(lift, 100, '.1f', '+')} %, NDCG@10 loss {_spread(loss)} "
                      f"-> target {'met' if ok else 'NOT met'}")
-    lines += ["", f"## The choice: conversion model `{summary['model']}`, value_weight {summary['value_weight']:g}", "",
-              f"Chosen on the tuning seeds {tuple(tune)} only: of every (model, weight) below, the best mean revenue "
-              f"lift whose mean NDCG@10 loss there is <= {LOSS_BUDGET}. The whole trade-off curve, revenue lift % and "
-              "NDCG@10 loss (mean [min, max] over seeds), on the tuning seeds and, for reference only, on the "
-              "reported seeds:", "",
-              "| model | value_weight | tuning: revenue lift % | tuning: NDCG@10 loss | reported: revenue lift % | "
-              "reported: NDCG@10 loss |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", f"## The choice: `{summary['chosen']}`", "",
+              f"Chosen on the tuning seeds {tuple(tune)} only: of every setting below (objective x its trade-off "
+              f"parameter x conversion model), the best mean revenue lift whose NDCG@10 loss there is <= "
+              f"{LOSS_BUDGET} with some confidence (mean + its standard error over the seeds). The whole "
+              "trade-off curves, revenue lift % and NDCG@10 loss (mean [min, max] over "
+              "seeds), on the tuning seeds and, for reference only, on the reported seeds. expected_value sorts item "
+              "by item (value_weight); page_value assigns the first positions together (relevance_share; "
+              "docs/conversion.md):", "",
+              "| objective | model | parameter | tuning: revenue lift % | tuning: NDCG@10 loss | tuning: loss + SE | "
+              "reported: revenue lift % | reported: NDCG@10 loss |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, t in summary["tuning"].items():
-        r = summary["reported_curve"][name]
-        w, model = name[1:].split("[")
-        mark = " **chosen**" if model[:-1] == summary["model"] and float(w) == summary["value_weight"] else ""
-        lines.append(f"| {model[:-1]} | {w}{mark} | {_spread(t['revenue_lift'], 100, '.1f', '+')} | "
-                     f"{_spread(t['ndcg_loss'])} | {_spread(r['revenue_lift'], 100, '.1f', '+')} | "
-                     f"{_spread(r['ndcg_loss'])} |")
+        r, spec = summary["reported_curve"][name], summary["sweep"][name]
+        mark = " **chosen**" if name == summary["chosen"] else ""
+        lines.append(f"| {spec['objective']} | {spec['model']} | {SWEEPS[spec['objective']][0]} {spec['x']:g}{mark} | "
+                     f"{_spread(t['revenue_lift'], 100, '.1f', '+')} | {_spread(t['ndcg_loss'])} | "
+                     f"{_upper(t['ndcg_loss']):.4f} | "
+                     f"{_spread(r['revenue_lift'], 100, '.1f', '+')} | {_spread(r['ndcg_loss'])} |")
     lines += ["", "## Conversion models, per reported seed", "",
               "Held-out log-likelihood of purchase given click (a fifth of the logged requests, the same clicks "
               "for both models; best over the shrinkage strength k), and as a diagnostic only the correlation with "
@@ -628,20 +656,22 @@ def plot(summary: dict, path: Path) -> None:
             values = [summary["per_seed"][s][name][metric] for s in summary["per_seed"]]
             ax.bar(x, np.mean(values), color=f"C{x}", alpha=0.7)
             ax.scatter([x] * len(values), values, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(names)), [n.replace("[", "\n[").replace("+", "\n+") for n in names],
+        ax.set_xticks(range(len(names)), [n.replace("(", "\n(").replace("[", "\n[").replace("+", "\n+") for n in names],
                       rotation=15, fontsize=7)
         ax.set_title(title)
-    ax = axes[3]  # the trade-off curve: one point per value_weight
-    for i, model in enumerate(MODELS):
+    ax = axes[3]  # the trade-off curves: one point per setting
+    groups = sorted({(v["objective"], v["model"]) for v in summary["sweep"].values()})
+    for i, (objective, model) in enumerate(groups):
         for curve, style in (("tuning", "o-"), ("reported_curve", "s--")):
-            points = [(v["ndcg_loss"]["mean"], 100 * v["revenue_lift"]["mean"])
-                      for k, v in summary[curve].items() if k.endswith(f"[{model}]")]
-            ax.plot(*zip(*points), style, color=f"C{i}", label=f"{model}, {curve.split('_')[0]} seeds", markersize=4)
+            points = [(v["ndcg_loss"]["mean"], 100 * v["revenue_lift"]["mean"]) for k, v in summary[curve].items()
+                      if (summary["sweep"][k]["objective"], summary["sweep"][k]["model"]) == (objective, model)]
+            ax.plot(*zip(*sorted(points)), style, color=f"C{i}", markersize=4,
+                    label=f"{objective}[{model}], {curve.split('_')[0]} seeds")
     ax.axvline(LOSS_BUDGET, color="grey", lw=0.8)
     ax.axhline(10, color="grey", lw=0.8)
     ax.set_xlabel("NDCG@10 loss")
     ax.set_ylabel("revenue lift %")
-    ax.set_title("trade-off per value_weight")
+    ax.set_title("trade-off per setting")
     ax.legend(fontsize=7)
     fig.suptitle("Relevance vs expected value vs expected value + rules (simulated shoppers; dots = seeds)")
     fig.tight_layout()

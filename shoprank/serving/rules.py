@@ -4,10 +4,13 @@ A request's RULES input is one JSON object; every key is optional, and a key it 
 the server's default for that key (the sorter's `rules_defaults` config parameter):
 
     {
-      "objective": "relevance" | "expected_value",   # default relevance: today's scores and order
-      "value": "price" | "margin",                    # what expected_value weighs (default price)
+      "objective": "relevance" | "expected_value" | "page_value",  # default relevance: today's order
+      "value": "price" | "margin",                    # what the objective weighs (default price)
       "value_weight": 1.0,                            # w in [0, 1]: p(click) x (conversion x value)^w
       "click_exponent": 0.0,                          # g in [0, 4]: conversion = catalog's x p(click)^g
+      "relevance_share": 0.9,                         # page_value: a in [0, 1], the weight of NDCG
+      "positions": 10,                                # page_value: top positions chosen together
+      "position_bias": 1.0,                           # page_value: position k examined ~ 1 / (k + 1)^eta
       "filter": {"exclude_ids": ["p1", ...], "in_stock_only": true,
                  "price_min": 10, "price_max": 200, "categories": ["tools", ...]},
       "pins": [{"id": "p7", "position": 0}, ...],     # 0 = top of the page
@@ -28,15 +31,25 @@ shuffled page, flagged RANDOMIZED, no diversity) or diversity -> pins -> cut to 
     so a server serving such a catalog sets the learned exponent in its defaults. value_weight 1
     is the expected revenue itself; below 1 keeps relevance the base and lets value decide among
     near-equals. Stock is a business rule (filter.in_stock_only), not part of the objective.
+  * page_value chooses the first `positions` items together instead of sorting item by item: the
+    assignment of items to those positions that maximizes
+        (1 - relevance_share) x page value / best page value + relevance_share x DCG / ideal DCG,
+    page value = sum over positions k of examination(k) x expected_value of the item there
+    (examination(k) = 1 / (k + 1) ** position_bias, the position-bias model of the feedback
+    log's propensities), DCG over the items' p(click) with the usual 1 / log2(k + 2). Both parts
+    are scaled by their own best so the share is unit-free. Examination falls faster than the
+    DCG discount, so the value goes to the top few positions while the page keeps its relevant
+    items: a better revenue for the same NDCG than the item-by-item blend (docs/conversion.md).
+    Items after the first `positions` follow in relevance order.
   * boost multiplies by 1 + strength x (attribute scaled to [0, 1] over the candidates), strength
     in [0, MAX_BOOST]: bounded, it reorders near-ties, never buries relevance.
   * diversity: at most max_per_brand items of one brand in the first top_n; the rest keep their
     order after them (with too few brands to fill top_n, the best of the rest fill it).
   * a pin lands at its position when its id is a candidate that passed the filters and the page
     is long enough; otherwise it is placed as far up as the page allows.
-  * exploration: share of requests shown in a random order, decided and shuffled by a generator
-    seeded with (seed, the request's candidates and scores): the same request and seed give the
-    same page.
+  * exploration: share of requests shown in a random order, decided by a hash of (seed, the
+    request's candidates and scores) and shuffled by a generator seeded with the same: the same
+    request and seed give the same page.
 Rules that read attributes (all but pins and exclude_ids) need CANDIDATE_IDS (the catalog's
 attributes); pins and exclude_ids need CANDIDATE_IDS. A bad rule raises RequestError naming
 the field (INVALID_ARG), never anything else.
@@ -55,14 +68,16 @@ from ..errors import RequestError
 from .catalog import COLUMN, code, id_code
 from .engine import sigmoid
 
-OBJECTIVES = ("relevance", "expected_value")
+OBJECTIVES = ("relevance", "expected_value", "page_value")
 VALUES = ("price", "margin")
 BOOSTABLE = ("margin", "rating", "price", "conversion")
 MAX_BOOST = 1.0        # boost multiplier at most 1 + MAX_BOOST
 MAX_PINS = 100
 MAX_CLICK_EXPONENT = 4.0  # a bound for a learned exponent, whose natural scale is about 1
-KEYS = ("objective", "value", "value_weight", "click_exponent", "filter", "pins", "boost", "diversity", "explore",
-        "trace")
+MAX_POSITIONS = 100
+MAX_POSITION_BIAS = 4.0
+KEYS = ("objective", "value", "value_weight", "click_exponent", "relevance_share", "positions", "position_bias",
+        "filter", "pins", "boost", "diversity", "explore", "trace")
 FILTER_KEYS = ("exclude_ids", "in_stock_only", "price_min", "price_max", "categories")
 
 
@@ -72,6 +87,9 @@ class Rules:
     value: str = "price"
     value_weight: float = 1.0
     click_exponent: float = 0.0
+    relevance_share: float = 0.9
+    positions: int = 10
+    position_bias: float = 1.0
     exclude_ids: frozenset = frozenset()
     in_stock_only: bool = False
     price_min: float | None = None
@@ -156,6 +174,12 @@ def parse_rules(request: dict, defaults: dict | None = None) -> Rules:
         rules.value_weight = _number(given["value_weight"], "value_weight", 0.0, 1.0)
     if "click_exponent" in given:
         rules.click_exponent = _number(given["click_exponent"], "click_exponent", 0.0, MAX_CLICK_EXPONENT)
+    if "relevance_share" in given:
+        rules.relevance_share = _number(given["relevance_share"], "relevance_share", 0.0, 1.0)
+    if "positions" in given:
+        rules.positions = _integer(given["positions"], "positions", 1, MAX_POSITIONS)
+    if "position_bias" in given:
+        rules.position_bias = _number(given["position_bias"], "position_bias", 0.0, MAX_POSITION_BIAS)
     if "filter" in given:
         f = _object(given["filter"], "filter", FILTER_KEYS)
         if "exclude_ids" in f:
@@ -233,9 +257,10 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
                            f"{config.CANDIDATE_IDS} (resolved against the catalog)")
     relevance = sigmoid(logits).astype(np.float32)
     final = relevance.astype(np.float64)
-    if rules.objective == "expected_value":
+    if rules.objective in ("expected_value", "page_value"):
         a = attributes
-        value = np.nan_to_num(a[:, COLUMN[rules.value]], nan=0.0)
+        value = a[:, COLUMN[rules.value]]
+        value = np.where(np.isnan(value), 0.0, value)
         conversion = a[:, COLUMN["conversion"]]
         conversion = np.where(np.isnan(conversion), np.nanmean(conversion) if np.isfinite(conversion).any()
                               else 1.0, conversion)
@@ -254,7 +279,7 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
         keep &= ~_among(codes, rules.exclude_ids)
     if attributes is not None:
         if rules.in_stock_only:
-            keep &= np.nan_to_num(attributes[:, COLUMN["in_stock"]], nan=1.0) > 0
+            keep &= ~(attributes[:, COLUMN["in_stock"]] <= 0)  # NaN (unknown) counts as in stock
         price = attributes[:, COLUMN["price"]]
         if rules.price_min is not None:
             keep &= price >= rules.price_min
@@ -264,16 +289,21 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
             keep &= _among(attributes[:, COLUMN["category_code"]], rules.categories)
     allowed = np.flatnonzero(keep)
     # Relevance alone sorts by the logits, as rank_logits does: the same order as without rules.
-    key = logits if rules.objective == "relevance" and rules.boost is None else final
-    order = allowed[np.argsort(-key[allowed], kind="stable")]
+    if rules.objective == "page_value":
+        order = _page_order(allowed, logits, relevance, final, rules)
+    else:
+        key = logits if rules.objective == "relevance" and rules.boost is None else final
+        order = allowed[np.argsort(-key[allowed], kind="stable")]
     moved = np.zeros(n, dtype=np.int64)  # per candidate: bits of MOVED_BY, the rules that acted on it
     randomized = False
     if rules.explore is not None and rules.explore[0] > 0 and len(order) > 1:
         digest = zlib.crc32(logits.tobytes()) ^ (zlib.crc32(attributes[:, COLUMN["id_code"]].tobytes())
                                                  if attributes is not None else 0)
-        rng = np.random.default_rng([rules.explore[1], digest])
-        if rng.random() < rules.explore[0]:
-            order = rng.permutation(order)
+        # The decision is a hash of (seed, request), uniform in [0, 1): seeding a generator costs more
+        # than the rest of the rules, so only a page that is shuffled builds one.
+        draw = zlib.crc32(rules.explore[1].to_bytes(4, "little"), digest) / 2.0 ** 32
+        if draw < rules.explore[0]:
+            order = np.random.default_rng([rules.explore[1], digest]).permutation(order)
             randomized = True
             moved[order] |= BIT["explore"]
     if rules.diversity is not None and not randomized:
@@ -287,6 +317,53 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
     if rules.trace:
         page.trace = _trace(page, logits, final, allowed, ids, rules, moved)
     return page
+
+
+def prepare() -> None:
+    """Imports what page_value needs (scipy.optimize: ~0.5 s), so that no request pays for it."""
+    from scipy.optimize import linear_sum_assignment  # noqa: F401
+
+
+def _best(values: np.ndarray, weights: np.ndarray) -> float:
+    """sum of weights (decreasing) x the len(weights) largest values, in decreasing order."""
+    k = len(weights)
+    top = values if len(values) <= k else np.partition(values, len(values) - k)[-k:]
+    return float(np.sort(top)[::-1] @ weights)
+
+
+def _page_order(allowed: np.ndarray, logits: np.ndarray, relevance: np.ndarray, value: np.ndarray,
+                rules: Rules) -> np.ndarray:
+    """page_value (module doc): the best assignment of the allowed items to the first positions
+    (an exact linear assignment), then the others by relevance."""
+    from scipy.optimize import linear_sum_assignment
+
+    by_relevance = allowed[np.argsort(-logits[allowed], kind="stable")]
+    k = min(rules.positions, len(allowed))
+    if k == 0:
+        return by_relevance
+    v, g = value[by_relevance], relevance[by_relevance].astype(np.float64)
+    examination = 1.0 / np.arange(1.0, k + 1.0) ** rules.position_bias
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    best_v, best_g = _best(v, examination), _best(g, discount)
+    pool = np.arange(len(v))
+    if len(v) > 20 * k:
+        # Exact pruning: an item that k others beat on both value and relevance is never needed (one
+        # of those k is left over to take its place). Beyond the 10k most relevant, that is every
+        # item worth less than the k-th best value among them.
+        head = 10 * k
+        threshold = np.partition(v[:head], head - k)[head - k]
+        pool = np.r_[pool[:head], head + np.flatnonzero(v[head:] >= threshold)]
+    benefit = np.zeros((len(pool), k))
+    if best_v > 0 and rules.relevance_share < 1:
+        benefit += np.outer(v[pool] * ((1.0 - rules.relevance_share) / best_v), examination)
+    if best_g > 0 and rules.relevance_share > 0:
+        benefit += np.outer(g[pool] * (rules.relevance_share / best_g), discount)
+    rows, positions = linear_sum_assignment(benefit, maximize=True)
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[positions] = pool[rows]
+    rest = np.ones(len(v), dtype=bool)
+    rest[chosen] = False
+    return np.concatenate([by_relevance[chosen], by_relevance[rest]])
 
 
 def _among(values: np.ndarray, wanted) -> np.ndarray:
@@ -310,19 +387,26 @@ def _attribute_rule(rules: Rules) -> str:
 def _diversify(order: np.ndarray, brands: np.ndarray, per_brand: int, top_n: int, moved: np.ndarray) -> np.ndarray:
     """At most per_brand of a brand among the first top_n (an unknown brand, code 0 or NaN,
     counts as its own); deferred items follow in their order. Vectorized greedy: an item is
-    eligible when fewer than per_brand of its brand come before it."""
+    eligible when fewer than per_brand of its brand come before it. Only a prefix of the order
+    can reach the first top_n, so only a prefix long enough to fill them is looked at."""
     if len(order) == 0:
         return order
-    codes = brands[order]
-    unknown = np.isnan(codes) | (codes == 0)
-    _, inverse = np.unique(np.where(unknown, -1.0, codes), return_inverse=True)
-    by_brand = np.argsort(inverse, kind="stable")  # positions grouped by brand, in page order
-    starts = np.r_[0, np.flatnonzero(np.diff(inverse[by_brand])) + 1]
-    occurrence = np.empty(len(order), dtype=np.int64)
-    occurrence[by_brand] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    eligible = unknown | (occurrence < per_brand)
-    filled = np.cumsum(eligible)
-    cut = int(np.searchsorted(filled, top_n)) + 1 if filled[-1] >= top_n else len(order)
+    size = min(len(order), 4 * top_n)
+    while True:
+        head = order[:size]
+        codes = brands[head]
+        unknown = np.isnan(codes) | (codes == 0)
+        _, inverse = np.unique(np.where(unknown, -1.0, codes), return_inverse=True)
+        by_brand = np.argsort(inverse, kind="stable")  # positions grouped by brand, in page order
+        starts = np.r_[0, np.flatnonzero(np.diff(inverse[by_brand])) + 1]
+        occurrence = np.empty(size, dtype=np.int64)
+        occurrence[by_brand] = np.arange(size) - np.repeat(starts, np.diff(np.r_[starts, size]))
+        eligible = unknown | (occurrence < per_brand)
+        filled = np.cumsum(eligible)
+        if filled[-1] >= top_n or size == len(order):
+            break
+        size = min(len(order), 4 * size)
+    cut = int(np.searchsorted(filled, top_n)) + 1 if filled[-1] >= top_n else size
     window = order[:cut]
     deferred = window[~eligible[:cut]]
     moved[deferred] |= BIT["diversity"]

@@ -170,8 +170,9 @@ class SorterModel:
     def initialize(self, args):
         self.metrics = ModelMetrics(args, errors=True, scores=True)
         params = _parameters(args)
-        from ..rules import parse_json, parse_rules
+        from ..rules import parse_json, parse_rules, prepare
 
+        prepare()
         # Default rules (config parameter) apply to every request; none: today's path exactly.
         self.rules_defaults = parse_json(params.get("rules_defaults") or "{}", "rules_defaults")
         parse_rules({}, self.rules_defaults)  # a bad default fails loading, not every request

@@ -85,18 +85,33 @@ def test_the_catalog_column_is_the_rate_at_click_probability_one():
     assert head.probability(["p3"], np.array([0.25]))[0] == pytest.approx(-math.expm1(-0.3 * 0.25 ** 0.5))
 
 
-def curve(points: dict) -> dict:
-    """A tuning summary: {(model, weight): (mean lift, mean loss)}."""
-    return {f"w{w:g}[{m}]": {"revenue_lift": {"mean": lift}, "ndcg_loss": {"mean": loss}}
-            for (m, w), (lift, loss) in points.items()}
+def curve(points: dict) -> tuple[dict, dict]:
+    """A tuning summary and its sweep from {(objective, model, x): (mean lift, mean loss)}."""
+    sweep = {conversion.setting_name(o, x, m): conversion.setting(o, x, m) for o, m, x in points}
+    tuning = {conversion.setting_name(o, x, m): {"revenue_lift": {"mean": lift}, "ndcg_loss": {"mean": loss}}
+              for (o, m, x), (lift, loss) in points.items()}
+    return tuning, sweep
 
 
-def test_choose_takes_the_best_revenue_within_the_budget(monkeypatch):
-    monkeypatch.setattr(conversion, "SWEEP", (0.01, 0.02, 0.03))
-    points = {("product_rate", 0.01): (0.04, 0.001), ("product_rate", 0.02): (0.07, 0.009),
-              ("product_rate", 0.03): (0.20, 0.02),  # over the budget: never chosen, however good
-              ("head", 0.01): (0.05, 0.002), ("head", 0.02): (0.09, 0.004), ("head", 0.03): (0.08, 0.008)}
-    assert choose(curve(points)) == ("head", 0.02, {"product_rate": 0.02})
-    over = {k: (lift, 1.0) for k, (lift, _) in points.items()}
-    model, weight, _ = choose(curve(over))
-    assert weight == 0.01  # nothing within: the smallest weight
+def test_choose_takes_the_best_revenue_within_the_budget():
+    points = {("expected_value", "product_rate", 0.01): (0.04, 0.001),
+              ("expected_value", "product_rate", 0.02): (0.07, 0.009),
+              ("expected_value", "product_rate", 0.03): (0.20, 0.02),  # over the budget: never chosen, however good
+              ("expected_value", "head", 0.01): (0.05, 0.002), ("expected_value", "head", 0.02): (0.09, 0.004),
+              ("expected_value", "head", 0.03): (0.08, 0.008),
+              ("page_value", "head", 0.9): (0.30, 0.011), ("page_value", "head", 0.95): (0.11, 0.0099)}
+    chosen, others = choose(*curve(points))
+    assert chosen == "page_value(relevance_share=0.95)[head]"
+    assert sorted(others) == ["expected_value(value_weight=0.02)[head]",
+                              "expected_value(value_weight=0.02)[product_rate]"]
+    over = {k: (lift, 1.0 + k[2]) for k, (lift, _) in points.items()}
+    chosen, _ = choose(*curve(over))
+    assert chosen == "expected_value(value_weight=0.01)[product_rate]"  # nothing within: the smallest loss
+
+
+def test_choose_keeps_to_the_budget_with_its_standard_error():
+    tuning, sweep = curve({("expected_value", "head", 0.01): (0.05, 0.002),
+                           ("page_value", "head", 0.95): (0.11, 0.009)})
+    assert choose(tuning, sweep)[0] == "page_value(relevance_share=0.95)[head]"
+    tuning["page_value(relevance_share=0.95)[head]"]["ndcg_loss"]["se"] = 0.002  # 0.009 + 0.002 > 0.01
+    assert choose(tuning, sweep)[0] == "expected_value(value_weight=0.01)[head]"

@@ -157,6 +157,50 @@ def test_defaults_apply_and_a_request_key_replaces_them():
     assert parse_rules({}, defaults).trace
 
 
+def _page_objective(order, value, gain, share: float, positions: int, bias: float) -> float:
+    """The page_value objective of an order, written out from its definition (rules.py)."""
+    k = min(positions, len(order))
+    examination = 1.0 / np.arange(1, k + 1) ** bias
+    discount = 1.0 / np.log2(np.arange(k) + 2)
+    best_v = np.sort(value)[::-1][:k] @ examination
+    best_g = np.sort(gain)[::-1][:k] @ discount
+    return ((1 - share) * value[order[:k]] @ examination / best_v + share * gain[order[:k]] @ discount / best_g)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_page_value_finds_the_best_first_positions(seed):
+    """No order of the candidates scores better on the page objective (brute force over all of them)."""
+    from itertools import permutations
+
+    logits, attrs, ids = request(7, seed)
+    rules = {"objective": "page_value", "relevance_share": 0.6, "positions": 4, "position_bias": 1.0}
+    page = apply_rules(logits, 0, parse_rules(rules), attrs, ids)
+    value = apply_rules(logits, 0, parse_rules({"objective": "expected_value"}), attrs, ids)
+    ev = np.empty(7)
+    ev[value.indices] = value.final
+    gain = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    got = _page_objective(page.indices, ev, gain, 0.6, 4, 1.0)
+    best = max(_page_objective(np.array(p), ev, gain, 0.6, 4, 1.0) for p in permutations(range(7), 4))
+    assert got == pytest.approx(best, rel=1e-5)
+    # after the chosen positions: the rest in relevance order
+    rest = page.indices[4:]
+    assert list(rest) == sorted(rest, key=lambda i: -logits[i])
+
+
+def test_page_value_at_its_ends_is_relevance_and_expected_value():
+    logits, attrs, ids = request(40, 3)
+    relevance = apply_rules(logits, 0, parse_rules({}), attrs, ids).indices
+    only_ndcg = apply_rules(logits, 0, parse_rules({"objective": "page_value", "relevance_share": 1.0}), attrs, ids)
+    np.testing.assert_array_equal(only_ndcg.indices, relevance)
+    value = apply_rules(logits, 0, parse_rules({"objective": "expected_value"}), attrs, ids)
+    only_value = apply_rules(logits, 0, parse_rules({"objective": "page_value", "relevance_share": 0.0}), attrs, ids)
+    np.testing.assert_array_equal(only_value.indices[:10], value.indices[:10])
+    np.testing.assert_array_equal(only_value.indices[10:], [i for i in relevance if i not in value.indices[:10]])
+    # in between it trades: some value moves up, and the page keeps more relevance than value alone
+    mid = apply_rules(logits, 0, parse_rules({"objective": "page_value", "relevance_share": 0.5}), attrs, ids)
+    assert list(mid.indices[:10]) not in (list(relevance[:10]), list(value.indices[:10]))
+
+
 @pytest.mark.parametrize("rules,field", [
     ({"objective": "profit"}, "RULES.objective"),
     ({"value": "weight"}, "RULES.value"),
@@ -177,6 +221,10 @@ def test_defaults_apply_and_a_request_key_replaces_them():
     ({"diversity": {"max_per_brand": 0}}, "RULES.diversity.max_per_brand"),
     ({"explore": {"share": 1.5}}, "RULES.explore.share"),
     ({"trace": 1}, "RULES.trace"),
+    ({"relevance_share": 1.5}, "RULES.relevance_share"),
+    ({"positions": 0}, "RULES.positions"),
+    ({"positions": 2.5}, "RULES.positions"),
+    ({"position_bias": -1}, "RULES.position_bias"),
     ({"sort": "price"}, "RULES.sort"),
 ])
 def test_a_bad_rule_is_a_request_error_naming_the_field(rules, field):
@@ -197,7 +245,9 @@ def test_rules_that_need_ids_or_attributes_say_so():
 # --- properties ------------------------------------------------------------------------------
 
 rule_sets = st.fixed_dictionaries({}, optional={
-    "objective": st.sampled_from(["relevance", "expected_value"]),
+    "objective": st.sampled_from(["relevance", "expected_value", "page_value"]),
+    "relevance_share": st.floats(0, 1),
+    "positions": st.integers(1, 60),
     "value_weight": st.floats(0, 1),
     "click_exponent": st.floats(0, 4),
     "filter": st.fixed_dictionaries({}, optional={
@@ -293,3 +343,26 @@ def test_ids_as_bytes_give_the_same_page_as_str():
     as_bytes = apply_rules(logits, 10, rules, attrs, [i.encode() for i in ids])
     assert as_str.indices.tolist() == as_bytes.indices.tolist()
     assert trace_json(as_str.trace) == trace_json(as_bytes.trace)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.9])
+def test_page_value_on_a_long_list_is_as_good_as_the_full_assignment(share):
+    """Past 20 x positions candidates the assignment only looks at the items that can win a position;
+    its page scores the same as the assignment over every candidate."""
+    from scipy.optimize import linear_sum_assignment
+
+    logits, attrs, ids = request(1000, 5)
+    rules = {"objective": "page_value", "relevance_share": share, "positions": 10}
+    page = apply_rules(logits, 0, parse_rules(rules), attrs, ids)
+    value = apply_rules(logits, 0, parse_rules({"objective": "expected_value"}), attrs, ids)
+    ev = np.empty(1000)
+    ev[value.indices] = value.final
+    gain = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    examination, discount = 1.0 / np.arange(1, 11), 1.0 / np.log2(np.arange(10) + 2)
+    benefit = ((1 - share) * np.outer(ev, examination) / (np.sort(ev)[::-1][:10] @ examination)
+               + share * np.outer(gain, discount) / (np.sort(gain)[::-1][:10] @ discount))
+    rows, cols = linear_sum_assignment(benefit, maximize=True)
+    full = np.empty(10, dtype=int)
+    full[cols] = rows
+    got = _page_objective(page.indices, ev, gain, share, 10, 1.0)
+    assert got == pytest.approx(_page_objective(full, ev, gain, share, 10, 1.0), rel=1e-6)
