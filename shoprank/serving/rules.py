@@ -289,11 +289,15 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
             keep &= _among(attributes[:, COLUMN["category_code"]], rules.categories)
     allowed = np.flatnonzero(keep)
     # Relevance alone sorts by the logits, as rank_logits does: the same order as without rules.
+    by_relevance = None
     if rules.objective == "page_value":
-        order = _page_order(allowed, logits, relevance, final, rules)
+        by_relevance = _by_relevance(allowed, logits)
+        order = _page_order(by_relevance, relevance, final, rules)
     else:
         key = logits if rules.objective == "relevance" and rules.boost is None else final
         order = allowed[np.argsort(-key[allowed], kind="stable")]
+        if key is logits:
+            by_relevance = order
     moved = np.zeros(n, dtype=np.int64)  # per candidate: bits of MOVED_BY, the rules that acted on it
     randomized = False
     if rules.explore is not None and rules.explore[0] > 0 and len(order) > 1:
@@ -315,7 +319,9 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
     order = order.astype(np.int32)
     page = Page(order, relevance[order], final[order].astype(np.float32), randomized)
     if rules.trace:
-        page.trace = _trace(page, logits, final, allowed, ids, rules, moved)
+        if by_relevance is None:
+            by_relevance = _by_relevance(allowed, logits)
+        page.trace = _trace(page, logits, final, by_relevance, ids, rules, moved)
     return page
 
 
@@ -331,14 +337,17 @@ def _best(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sort(top)[::-1] @ weights)
 
 
-def _page_order(allowed: np.ndarray, logits: np.ndarray, relevance: np.ndarray, value: np.ndarray,
-                rules: Rules) -> np.ndarray:
+def _by_relevance(allowed: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The allowed items in relevance order (ties: request order, as rank_logits)."""
+    return allowed[np.argsort(-logits[allowed], kind="stable")]
+
+
+def _page_order(by_relevance: np.ndarray, relevance: np.ndarray, value: np.ndarray, rules: Rules) -> np.ndarray:
     """page_value (module doc): the best assignment of the allowed items to the first positions
     (an exact linear assignment), then the others by relevance."""
     from scipy.optimize import linear_sum_assignment
 
-    by_relevance = allowed[np.argsort(-logits[allowed], kind="stable")]
-    k = min(rules.positions, len(allowed))
+    k = min(rules.positions, len(by_relevance))
     if k == 0:
         return by_relevance
     v, g = value[by_relevance], relevance[by_relevance].astype(np.float64)
@@ -352,7 +361,7 @@ def _page_order(allowed: np.ndarray, logits: np.ndarray, relevance: np.ndarray, 
         # item worth less than the k-th best value among them.
         head = 10 * k
         threshold = np.partition(v[:head], head - k)[head - k]
-        pool = np.r_[pool[:head], head + np.flatnonzero(v[head:] >= threshold)]
+        pool = np.concatenate([pool[:head], head + np.flatnonzero(v[head:] >= threshold)])
     benefit = np.zeros((len(pool), k))
     if best_v > 0 and rules.relevance_share < 1:
         benefit += np.outer(v[pool] * ((1.0 - rules.relevance_share) / best_v), examination)
@@ -398,9 +407,9 @@ def _diversify(order: np.ndarray, brands: np.ndarray, per_brand: int, top_n: int
         unknown = np.isnan(codes) | (codes == 0)
         _, inverse = np.unique(np.where(unknown, -1.0, codes), return_inverse=True)
         by_brand = np.argsort(inverse, kind="stable")  # positions grouped by brand, in page order
-        starts = np.r_[0, np.flatnonzero(np.diff(inverse[by_brand])) + 1]
+        starts = np.flatnonzero(np.diff(inverse[by_brand], prepend=-1))  # where each brand's run begins
         occurrence = np.empty(size, dtype=np.int64)
-        occurrence[by_brand] = np.arange(size) - np.repeat(starts, np.diff(np.r_[starts, size]))
+        occurrence[by_brand] = np.arange(size) - np.repeat(starts, np.diff(starts, append=size))
         eligible = unknown | (occurrence < per_brand)
         filled = np.cumsum(eligible)
         if filled[-1] >= top_n or size == len(order):
@@ -438,12 +447,11 @@ def _pin(order: np.ndarray, pins: tuple, codes: np.ndarray, keep: np.ndarray, mo
     return out
 
 
-def _trace(page: Page, logits, final, allowed, ids, rules: Rules, moved: np.ndarray) -> dict:
+def _trace(page: Page, logits, final, by_relevance, ids, rules: Rules, moved: np.ndarray) -> dict:
     """Columns (numpy arrays, lists for strings), one entry per returned item: index, id (when
     `ids` are given), relevance, final, relevance_position
     (its place in the relevance order of the allowed candidates) and moved_by (the rules that
     moved it there, "+"-joined; "" when it sits where relevance put it)."""
-    by_relevance = allowed[np.argsort(-logits[allowed], kind="stable")]
     relevance_position = np.empty(len(logits), dtype=np.int64)
     relevance_position[by_relevance] = np.arange(len(by_relevance))
     shown = page.indices
