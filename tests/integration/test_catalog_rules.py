@@ -112,6 +112,35 @@ def test_expected_value_orders_by_conversion_times_price(shop, shop_client):
     assert np.all(np.diff(np.array(expected)) <= 1e-3 * max(expected))
 
 
+def test_page_value_through_the_server_is_the_best_page(shop, shop_client):
+    """The served page of the page objective scores as well as apply_rules' page on the scores the
+    server returns (the same objective, written out here from its definition in rules.py)."""
+    from shoprank.serving.catalog import Catalog
+    from shoprank.serving.rules import apply_rules, parse_rules
+
+    frame, _, work = shop
+    ids, _ = ids_and_texts(frame, 30)
+    rules = {"objective": "page_value", "relevance_share": 0.5, "positions": 5}
+    served = shop_client.rank_products(QUERY, ids, rules=rules)
+    p = np.zeros(len(ids))
+    p[served.indices] = served.scores
+    value = np.zeros(len(ids))
+    value[served.indices] = served.final_scores  # the item's expected value
+    examination, discount = 1.0 / np.arange(1, 6), 1.0 / np.log2(np.arange(5) + 2)
+
+    def objective(order):
+        return (0.5 * value[order[:5]] @ examination / (np.sort(value)[::-1][:5] @ examination)
+                + 0.5 * p[order[:5]] @ discount / (np.sort(p)[::-1][:5] @ discount))
+
+    _, attributes = Catalog(work / "catalog.sqlite").lookup(ids)
+    logits = np.log(p / (1 - p)).astype(np.float32)
+    best = apply_rules(logits, 0, parse_rules(rules), attributes).indices
+    assert objective(served.indices) == pytest.approx(objective(best), rel=1e-4)
+    assert sorted(served.indices.tolist()) == list(range(len(ids)))
+    by_relevance = shop_client.rank_products(QUERY, ids).indices
+    assert objective(by_relevance) < objective(served.indices)  # the objective moved the page
+
+
 @pytest.mark.parametrize("rules,field", [
     ({"filter": {"price_min": "cheap"}}, "RULES.filter.price_min"),
     ({"pins": [{"id": "x", "position": -2}]}, r"RULES.pins\[0\].position"),
