@@ -12,6 +12,9 @@ online.propensities (a click counts 1; an unclicked impression at position k cou
             θᵀ f(X, Y) of the formula, served in the sorter
     text    the behaviour as text in the cross-encoder's input: "query [SEP] summary" against
             the product, the cross-encoder fine-tuned on the logged pairs
+and two feature sets on the fusion head that are measured, not served (each needs data the
+sorter does not get): exposure (online.exposure: clicks on a brand against its exposure) and
+catalog (online.catalog_affinity: catalog price and category).
 
 Measured on the later days (held out): the returning shoppers' requests and those of new shoppers
 (arrived on or after `test_from_day`: cold start at first), each ranked by every policy, against
@@ -26,6 +29,12 @@ hidden preferences for each candidate (favourite brand, favourite category, pric
 PREFERENCE_FEATURES). No estimate of the preferences from behaviour can tell the head more than
 the preferences themselves, so what that head gains with them is the gap personalization can
 close on top of this cross-encoder.
+
+Two diagnostics bound what any estimator of the preferences could recover (online.posterior;
+measured, never served): "posterior", the Bayes posterior of the shopper's preferences given
+their logged history and the request's query, and "population", the same given the query
+alone; both through the oracle's head. The returning shoppers' results are also split by how
+many sessions they had before the test days (HISTORY_BUCKETS).
 """
 from __future__ import annotations
 
@@ -45,14 +54,23 @@ from ..serving.personal import personal_logits
 from ..serving.profiles import MAX_EVENTS
 from ..serving.tokenizer import PairEncoder
 from ..training.head import fit_offset_head
+from .catalog_affinity import CATALOG_FEATURES, PriceScale, catalog_features, choose_shrinkage
+from .exposure import EXPOSURE_FEATURES, choose_strength, click_rate_bins, exposure_features, history_counts
 from .feedback import FeedbackStore
+from .posterior import posterior_features
 from .profile_feed import behaviour_from_frames
 from .propensities import estimate_propensities
 from .sessions import PoolQuery, Request, query_pool, simulate_days
 from .shop import ShopConfig, Shopper, price_fit, purchase_chances, shopper_gain
 from .world import examination
 
-DESIGNS = ("fusion", "text")
+DESIGNS = ("fusion", "exposure", "catalog", "text")
+SERVED_DESIGNS = ("fusion",)   # what the serving path runs; the others are measured only
+DIAGNOSTIC = "posterior"   # the Bayes posterior of the preferences through the oracle's head (online.posterior)
+POPULATION = "population"  # the same given the request's query alone: the prior, no history of the shopper
+DIAGNOSTICS = (POPULATION, DIAGNOSTIC)
+# sessions a returning shopper had before the test days -> bucket (inclusive bounds)
+HISTORY_BUCKETS = {"0": (0, 0), "1-2": (1, 2), "3-5": (3, 5), "6-15": (6, 15), "16+": (16, 10 ** 9)}
 TEXT_SEPARATOR = " [SEP] "
 PREFERENCE_FEATURES = ("favourite_brand", "favourite_category", "price_fit")   # the oracle's: hidden truth
 L2_HELDOUT_DAYS = 2    # the last training days, held out to choose the head's shrinkage
@@ -100,6 +118,7 @@ class Logged:
     profile: list
     shown: list          # candidate indices in page order
     clicked: set         # positions clicked
+    bought: set = field(default_factory=set)   # positions bought
 
 
 def _read_log(frames, requests: list[Request], key_file: Path) -> list[Logged]:
@@ -113,8 +132,9 @@ def _read_log(frames, requests: list[Request], key_file: Path) -> list[Logged]:
     _, shown, events = frames
     pages = shown.sort_values(["request_id", "position"]).groupby("request_id")["candidate_index"].apply(list)
     clicks = events[events["kind"] == "click"].groupby("request_id")["position"].apply(set)
-    return [Logged(r, p, pages.get(r.request_id, []), clicks.get(r.request_id, set()))
-            for r, p in zip(requests, profiles)]
+    bought = events[events["kind"] == "purchase"].groupby("request_id")["position"].apply(set)
+    return [Logged(r, p, pages.get(r.request_id, []), clicks.get(r.request_id, set()),
+                   bought.get(r.request_id, set())) for r, p in zip(requests, profiles)]
 
 
 def preference_features(shopper: Shopper, texts: list, products: dict) -> np.ndarray:
@@ -128,7 +148,7 @@ def _training_rows(logged: list[Logged], base: dict, theta: np.ndarray, products
     """(base logits, behaviour features, labels, weights, days, queries, texts, summaries, and the
     oracle's preference features when `products` is given) of every shown item of the training
     requests with a non-empty profile."""
-    rows = {k: [] for k in ("logit", "x", "y", "w", "day", "true", "query", "text", "summary")}
+    rows = {k: [] for k in ("logit", "x", "y", "w", "day", "true", "query", "text", "summary", "rid", "index")}
     for item in logged:
         if not item.profile:
             continue
@@ -147,6 +167,8 @@ def _training_rows(logged: list[Logged], base: dict, theta: np.ndarray, products
             rows["query"].append(q.query)
             rows["text"].append(q.texts[i])
             rows["summary"].append(summary)
+            rows["rid"].append(item.request.request_id)
+            rows["index"].append(i)
     return rows
 
 
@@ -203,9 +225,10 @@ def _page_value(order: np.ndarray, gain: np.ndarray, buy: np.ndarray, k: int, et
     return float(click.sum()), float((click * buy[top]).sum())
 
 
-def evaluate(items: list[Logged], policies: dict, cfg: PersonalizeConfig, products: dict, shop: ShopConfig) -> dict:
-    """Per policy: NDCG@10 against the shopper's true relevance, expected clicks and purchases per
-    1,000 requests."""
+def per_request(items: list[Logged], policies: dict, cfg: PersonalizeConfig, products: dict,
+                shop: ShopConfig) -> dict:
+    """Per policy, per request: NDCG@10 against the shopper's true relevance (NaN for a page with
+    nothing relevant: it ranks alike under every policy), expected clicks and purchases of the page."""
     out = {name: {"ndcg": [], "clicks": [], "purchases": []} for name in policies}
     for item in items:
         r = item.request
@@ -215,14 +238,43 @@ def evaluate(items: list[Logged], policies: dict, cfg: PersonalizeConfig, produc
             scores = policy(item)
             order = np.argsort(-scores, kind="stable")
             ndcg = metrics.ndcg_at_k(scores, true_rel, cfg.top_k)
-            if ndcg is not None:  # a page with nothing relevant ranks alike under every policy
-                out[name]["ndcg"].append(ndcg)
+            out[name]["ndcg"].append(np.nan if ndcg is None else ndcg)
             c, b = _page_value(order, true_rel, buy, cfg.top_k, cfg.eta)
             out[name]["clicks"].append(c)
             out[name]["purchases"].append(b)
-    return {name: {"ndcg": float(np.mean(v["ndcg"])), "clicks_per_1000": 1000 * float(np.mean(v["clicks"])),
-                   "purchases_per_1000": 1000 * float(np.mean(v["purchases"])), "requests": len(v["ndcg"])}
-            for name, v in out.items()}
+    return {name: {k: np.asarray(v, np.float64) for k, v in values.items()} for name, values in out.items()}
+
+
+def aggregate(values: dict, mask: np.ndarray | None = None) -> dict:
+    """per_request's values (of the requests in `mask`) -> per policy: mean NDCG@10, clicks and
+    purchases per 1,000 requests, and how many requests had an NDCG."""
+    out = {}
+    for name, v in values.items():
+        keep = np.ones(len(v["ndcg"]), bool) if mask is None else np.asarray(mask, bool)
+        ndcg = v["ndcg"][keep]
+        ndcg = ndcg[~np.isnan(ndcg)]
+        out[name] = {"ndcg": float(ndcg.mean()) if len(ndcg) else float("nan"),
+                     "clicks_per_1000": 1000 * float(v["clicks"][keep].mean()) if keep.any() else float("nan"),
+                     "purchases_per_1000": 1000 * float(v["purchases"][keep].mean()) if keep.any() else float("nan"),
+                     "requests": int(len(ndcg))}
+    return out
+
+
+def evaluate(items: list[Logged], policies: dict, cfg: PersonalizeConfig, products: dict, shop: ShopConfig) -> dict:
+    """Per policy: NDCG@10 against the shopper's true relevance, expected clicks and purchases per
+    1,000 requests."""
+    return aggregate(per_request(items, policies, cfg, products, shop))
+
+
+def history_buckets(logged: list[Logged], items: list[Logged], test_from_day: int) -> dict:
+    """{bucket label: bool mask over `items`}: how many sessions each request's shopper had before
+    the test days (HISTORY_BUCKETS)."""
+    before: dict[str, int] = {}
+    for it in logged:
+        if it.request.day < test_from_day:
+            before[it.request.user] = before.get(it.request.user, 0) + 1
+    counts = np.array([before.get(it.request.user, 0) for it in items])
+    return {label: (counts >= lo) & (counts <= hi) for label, (lo, hi) in HISTORY_BUCKETS.items()}
 
 
 def base_scores(cfg: PersonalizeConfig, pool: list[PoolQuery]) -> dict:
@@ -249,8 +301,13 @@ def run_seed(cfg: PersonalizeConfig, seed: int, pool: list[PoolQuery], base: dic
     key_file = work / "user_id.key"
     shop = replace(cfg.shop, seed=seed, top_k=cfg.top_k, eta=cfg.eta)
     started = time.time()
-    with FeedbackStore(db, pseudonym_key_file=key_file) as store:
+    # An unbounded queue: the serving path's store drops records when its writer lags (a busy
+    # machine), which would silently thin this experiment's log; a lost record is an error here.
+    with FeedbackStore(db, pseudonym_key_file=key_file, queue_size=0) as store:
         requests, products = simulate_days(shop, cfg.days, pool, lambda q: base[q.query], store, cfg.favourite_share)
+        lost = store.stats()["dropped"] + store.stats()["errors"]
+    if lost:
+        raise RuntimeError(f"seed {seed}: the feedback log lost {lost} records ({db})")
     frames = read_frames(db)
     logged = _read_log(frames, requests, key_file)
     theta = estimate_propensities(*frames)
@@ -266,22 +323,128 @@ def run_seed(cfg: PersonalizeConfig, seed: int, pool: list[PoolQuery], base: dic
     head.save(work / "fusion-head")
     oracle, oracle_fit = fit_personal_head(rows, "true", PREFERENCE_FEATURES, cfg.l2_grid, seed)
 
+    started = time.time()
+    wanted = {it.request.request_id for it in returning + cold}
+    posterior, population = posterior_features(logged, products, _brands_by_category(products), shop,
+                                               cfg.favourite_share, wanted)
+    log(f"seed {seed}: posterior diagnostic in {time.time() - started:.0f} s")
+
     policies = {
         "non-personalized": lambda it: base[it.request.query.query],
         "fusion": lambda it: fusion_logits(head, base[it.request.query.query],
                                            behaviour_features(it.profile, it.request.query.texts)),
+        POPULATION: lambda it: oracle.logits(base[it.request.query.query], population[it.request.request_id]),
+        DIAGNOSTIC: lambda it: oracle.logits(base[it.request.query.query], posterior[it.request.request_id]),
         "oracle": lambda it: oracle.logits(base[it.request.query.query],
                                            preference_features(it.request.shopper, it.request.query.texts, products)),
     }
     fits = {"fusion": fusion_fit, "oracle": oracle_fit}
+    if "exposure" in cfg.designs:
+        policies["exposure"], fits["exposure"] = _exposure_design(rows, logged, train, returning + cold, base, theta,
+                                                                  cfg, seed)
+    if "catalog" in cfg.designs:
+        policies["catalog"], fits["catalog"] = _catalog_design(rows, train, base, products, cfg, seed)
     if "text" in cfg.designs:
         text_dir = work / "text-model"
         fits["text"] = fit_text(cfg, rows, text_dir, seed)
         policies["text"] = _text_policy(text_dir, cfg)
-    results = {"returning": evaluate(returning, policies, cfg, products, shop),
-               "cold_start": evaluate(cold, policies, cfg, products, shop)}
+    values = per_request(returning, {**policies, **_one_preference_policies(oracle, base, posterior, population,
+                                                                           products)}, cfg, products, shop)
+    decomposition = {name: aggregate({name: v})[name]["ndcg"] for name, v in values.items() if ":" in name}
+    values = {name: v for name, v in values.items() if ":" not in name}
+    buckets = {label: aggregate(values, mask) for label, mask in
+               history_buckets(logged, returning, cfg.test_from_day).items()}
+    results = {"returning": aggregate(values), "cold_start": evaluate(cold, policies, cfg, products, shop),
+               "returning_by_history": buckets, "decomposition": decomposition}
     return {"seed": seed, "requests": len(requests), "training_rows": len(rows["y"]), "fits": fits,
             "propensities": [round(float(t), 4) for t in theta[:10]], **results}
+
+
+def _exposure_design(rows, logged: list[Logged], train: list[Logged], test: list[Logged], base: dict,
+                     theta: np.ndarray, cfg: PersonalizeConfig, seed: int):
+    """Design "exposure" (online.exposure): the late-fusion head with the exposure-aware brand
+    affinity as a 7th feature; click rates per logit bin and the shrinkage strength from the
+    training days only. (policy, fit)"""
+    logits, positions, clicked = [], [], []
+    for it in train:
+        for pos, i in enumerate(it.shown):
+            logits.append(base[it.request.query.query][i])
+            positions.append(pos)
+            clicked.append(pos in it.clicked)
+    edges, rates = click_rate_bins(np.array(logits), np.array(positions), np.array(clicked), theta)
+    wanted = {it.request.request_id for it in train} | {it.request.request_id for it in test}
+    counts, last_train = {}, {}
+    for item, c in history_counts(logged, lambda it: base[it.request.query.query], edges, rates, theta):
+        if item.request.request_id in wanted:
+            counts[item.request.request_id] = c
+        if item.request.day < cfg.test_from_day:
+            last_train[item.request.user] = c
+    a = choose_strength(v for c in last_train.values() for v in c.values())
+    extra = {it.request.request_id: exposure_features(it.profile, counts[it.request.request_id],
+                                                      it.request.query.texts, a) for it in train if it.profile}
+    rows["x_exposure"] = [np.concatenate([x, extra[rid][i]]) for x, rid, i in zip(rows["x"], rows["rid"],
+                                                                                    rows["index"])]
+    head, fit = fit_personal_head(rows, "x_exposure", BEHAVIOUR_FEATURES + EXPOSURE_FEATURES, cfg.l2_grid, seed)
+    head.meta["design"] = "exposure"
+    fit["strength_a"] = a
+
+    def policy(it):
+        q = it.request.query
+        features = np.concatenate([behaviour_features(it.profile, q.texts),
+                                   exposure_features(it.profile, counts[it.request.request_id], q.texts, a)], axis=1)
+        return fusion_logits(head, base[q.query], features)
+    return policy, fit
+
+
+def _catalog_design(rows, train: list[Logged], base: dict, products: dict, cfg: PersonalizeConfig, seed: int):
+    """Design "catalog" (online.catalog_affinity): the late-fusion head with the catalog's price and
+    category of each candidate against those of the shopper's clicked products; the price level's
+    shrinkage from the training days' clicks. (policy, fit)"""
+    scale = PriceScale(products)
+    clicked: dict[str, list] = {}
+    for it in train:
+        for pos in it.clicked:
+            d = scale.deviation(it.request.query.texts[it.shown[pos]])
+            if d is not None:
+                clicked.setdefault(it.request.user, []).append(d)
+    k = choose_shrinkage(clicked.values())
+    extra = {it.request.request_id: catalog_features(scale, it.profile, it.request.query.texts, k)
+             for it in train if it.profile}
+    rows["x_catalog"] = [np.concatenate([x, extra[rid][i]]) for x, rid, i in zip(rows["x"], rows["rid"], rows["index"])]
+    head, fit = fit_personal_head(rows, "x_catalog", BEHAVIOUR_FEATURES + CATALOG_FEATURES, cfg.l2_grid, seed)
+    head.meta["design"] = "catalog"
+    fit["shrinkage_k"] = k
+
+    def policy(it):
+        q = it.request.query
+        features = np.concatenate([behaviour_features(it.profile, q.texts),
+                                   catalog_features(scale, it.profile, q.texts, k)], axis=1)
+        return fusion_logits(head, base[q.query], features)
+    return policy, fit
+
+
+def _one_preference_policies(oracle: ScoringHead, base: dict, posterior: dict, population: dict, products: dict):
+    """"oracle:favourite_brand" etc.: the oracle's head fed one preference feature of the truth /
+    posterior / population, the others zero: which preference the gap is made of."""
+    sources = {"oracle": lambda it: preference_features(it.request.shopper, it.request.query.texts, products),
+               DIAGNOSTIC: lambda it: posterior[it.request.request_id],
+               POPULATION: lambda it: population[it.request.request_id]}
+
+    def only(source, j):
+        def policy(it):
+            x = np.zeros_like(source(it))
+            x[:, j] = source(it)[:, j]
+            return oracle.logits(base[it.request.query.query], x)
+        return policy
+    return {f"{name}:{feature}": only(source, j) for name, source in sources.items()
+            for j, feature in enumerate(PREFERENCE_FEATURES)}
+
+
+def _brands_by_category(products: dict) -> dict:
+    out: dict[str, set] = {}
+    for p in products.values():
+        out.setdefault(p["category"], set()).add(p["brand"])
+    return {c: sorted(b) for c, b in out.items()}
 
 
 def _text_policy(model_dir: Path, cfg: PersonalizeConfig):
@@ -307,7 +470,7 @@ def token_cost(cfg: PersonalizeConfig, pool: list[PoolQuery], profile: list) -> 
 
 
 def summarize(per_seed: list[dict], designs) -> dict:
-    policies = ["non-personalized", *designs, "oracle"]
+    policies = ["non-personalized", *designs, *DIAGNOSTICS, "oracle"]
     out = {}
     for group in ("returning", "cold_start"):
         out[group] = {}
@@ -315,7 +478,7 @@ def summarize(per_seed: list[dict], designs) -> dict:
             vals = {m: [s[group][p][m] for s in per_seed] for m in ("ndcg", "clicks_per_1000", "purchases_per_1000")}
             out[group][p] = {m: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
                              for m, v in vals.items()}
-    for d in designs:
+    for d in [*designs, *DIAGNOSTICS]:
         recovered = []
         for s in per_seed:
             r = s["returning"]
@@ -323,8 +486,35 @@ def summarize(per_seed: list[dict], designs) -> dict:
             recovered.append((r[d]["ndcg"] - r["non-personalized"]["ndcg"]) / gap if gap > 0 else float("nan"))
         out.setdefault("gap_recovered", {})[d] = {"mean": float(np.mean(recovered)), "min": float(np.min(recovered)),
                                                   "max": float(np.max(recovered)), "per_seed": recovered}
+        if d in DIAGNOSTICS:
+            continue
         cold = [s["cold_start"][d]["ndcg"] - s["cold_start"]["non-personalized"]["ndcg"] for s in per_seed]
         out.setdefault("cold_start_delta", {})[d] = {"mean": float(np.mean(cold)), "per_seed": cold}
+    out["returning_by_history"] = history_summary(per_seed, policies)
+    parts = [s["decomposition"] for s in per_seed if "decomposition" in s]
+    if parts:
+        base_ndcg = np.mean([s["returning"]["non-personalized"]["ndcg"] for s in per_seed])
+        gap = np.mean([s["returning"]["oracle"]["ndcg"] for s in per_seed]) - base_ndcg
+        out["decomposition"] = {name: float((np.mean([p[name] for p in parts]) - base_ndcg) / gap) if gap > 0
+                                else float("nan") for name in parts[0]}
+    return out
+
+
+def history_summary(per_seed: list[dict], policies: list) -> dict:
+    """Per history bucket, the seeds pooled (each seed's mean weighted by its requests): requests,
+    NDCG@10 per policy, the gap (oracle − non-personalized) and each other policy's share of it."""
+    out = {}
+    for label in HISTORY_BUCKETS:
+        cells = [s["returning_by_history"][label] for s in per_seed if "returning_by_history" in s]
+        n = sum(c["non-personalized"]["requests"] for c in cells)
+        if not n:
+            out[label] = {"requests": 0}
+            continue
+        ndcg = {p: sum(c[p]["ndcg"] * c[p]["requests"] for c in cells if c[p]["requests"]) / n for p in policies}
+        gap = ndcg["oracle"] - ndcg["non-personalized"]
+        out[label] = {"requests": n, "ndcg": ndcg, "gap": gap,
+                      "recovered": {p: (ndcg[p] - ndcg["non-personalized"]) / gap if gap > 0 else float("nan")
+                                    for p in policies if p not in ("non-personalized", "oracle")}}
     return out
 
 
@@ -336,7 +526,8 @@ def run(cfg: PersonalizeConfig, log=print) -> dict:
     summary = summarize(per_seed, [d for d in DESIGNS if d in cfg.designs])
     sample_profile = [("purchase", pool[0].texts[0]), ("click", pool[1].texts[0]), ("query", pool[2].query),
                       ("click", pool[3].texts[1])]
-    report = {"config": asdict(cfg), "pool_queries": len(pool),
+    report = {"config": asdict(cfg), "pool_queries": len(pool), "diagnostics": list(DIAGNOSTICS),
+              "served_designs": list(SERVED_DESIGNS),
               "summary": summary, "per_seed": per_seed, "token_cost": token_cost(cfg, pool, sample_profile),
               "seconds": round(time.time() - started, 1)}
     return report
