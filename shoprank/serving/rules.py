@@ -353,7 +353,7 @@ def _page_order(by_relevance: np.ndarray, relevance: np.ndarray, value: np.ndarr
     v, g = value[by_relevance], relevance[by_relevance].astype(np.float64)
     examination = 1.0 / np.arange(1.0, k + 1.0) ** rules.position_bias
     discount = 1.0 / np.log2(np.arange(k) + 2.0)
-    best_v, best_g = _best(v, examination), _best(g, discount)
+    best_v, best_g = _best(v, examination), float(g[:k] @ discount)  # g is in decreasing order already
     pool = np.arange(len(v))
     if len(v) > 20 * k:
         # Exact pruning: an item that k others beat on both value and relevance is never needed (one
@@ -377,10 +377,12 @@ def _page_order(by_relevance: np.ndarray, relevance: np.ndarray, value: np.ndarr
 
 def _among(values: np.ndarray, wanted) -> np.ndarray:
     """values isin wanted; a short list is compared directly (np.isin sorts both sides)."""
-    wanted = np.fromiter(wanted, dtype=values.dtype)
     if len(wanted) <= 32:
-        return (values[:, None] == wanted[None, :]).any(axis=1)
-    return np.isin(values, wanted)
+        found = np.zeros(len(values), dtype=bool)
+        for w in wanted:
+            found |= values == w
+        return found
+    return np.isin(values, np.fromiter(wanted, dtype=values.dtype))
 
 
 def _attribute_rule(rules: Rules) -> str:
@@ -395,31 +397,27 @@ def _attribute_rule(rules: Rules) -> str:
 
 def _diversify(order: np.ndarray, brands: np.ndarray, per_brand: int, top_n: int, moved: np.ndarray) -> np.ndarray:
     """At most per_brand of a brand among the first top_n (an unknown brand, code 0 or NaN,
-    counts as its own); deferred items follow in their order. Vectorized greedy: an item is
-    eligible when fewer than per_brand of its brand come before it. Only a prefix of the order
-    can reach the first top_n, so only a prefix long enough to fill them is looked at."""
-    if len(order) == 0:
-        return order
-    size = min(len(order), 4 * top_n)
-    while True:
-        head = order[:size]
-        codes = brands[head]
-        unknown = np.isnan(codes) | (codes == 0)
-        _, inverse = np.unique(np.where(unknown, -1.0, codes), return_inverse=True)
-        by_brand = np.argsort(inverse, kind="stable")  # positions grouped by brand, in page order
-        starts = np.flatnonzero(np.diff(inverse[by_brand], prepend=-1))  # where each brand's run begins
-        occurrence = np.empty(size, dtype=np.int64)
-        occurrence[by_brand] = np.arange(size) - np.repeat(starts, np.diff(starts, append=size))
-        eligible = unknown | (occurrence < per_brand)
-        filled = np.cumsum(eligible)
-        if filled[-1] >= top_n or size == len(order):
+    counts as its own); deferred items follow in their order. Greedy: an item is eligible when
+    fewer than per_brand of its brand come before it. Only the prefix that fills the first top_n
+    is walked (a plain loop: it is short, and numpy's per-call cost would exceed the work)."""
+    counts: dict = {}
+    taken, deferred = [], []
+    for position, brand in enumerate(brands[order].tolist()):
+        if len(taken) == top_n:
             break
-        size = min(len(order), 4 * size)
-    cut = int(np.searchsorted(filled, top_n)) + 1 if filled[-1] >= top_n else size
-    window = order[:cut]
-    deferred = window[~eligible[:cut]]
-    moved[deferred] |= BIT["diversity"]
-    return np.concatenate([window[eligible[:cut]], deferred, order[cut:]])
+        if brand == 0 or brand != brand:  # unknown (0 or NaN): its own brand, always eligible
+            taken.append(position)
+            continue
+        seen = counts.get(brand, 0)
+        counts[brand] = seen + 1
+        (taken if seen < per_brand else deferred).append(position)
+    else:
+        position = len(order)
+    if not deferred:
+        return order
+    deferred_items = order[deferred]
+    moved[deferred_items] |= BIT["diversity"]
+    return np.concatenate([order[taken], deferred_items, order[position:]])
 
 
 def _pin(order: np.ndarray, pins: tuple, codes: np.ndarray, keep: np.ndarray, moved: np.ndarray) -> np.ndarray:
