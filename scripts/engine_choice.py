@@ -214,77 +214,14 @@ def build_mha_int8(out_dir: Path) -> Path:
     return out
 
 
-def build_static_int8(out_dir: Path, percentile: float = 99.99, n_pairs: int = 512) -> Path:
-    """ONNX Runtime's dynamic INT8 of the student with each DynamicQuantizeLinear replaced by a
-    QuantizeLinear with a constant scale and zero point (the activation's range over `n_pairs`
-    training pairs, clipped at `percentile`), and each MatMulInteger -> Cast -> Mul written as one
-    MatMulIntegerToFloat with that scalar scale. Constant scales: a row's result depends on the
-    row only (isolated by construction), at about per-tensor INT8's op count."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from shoprank.convert.qdq import calibration_pairs
-    from shoprank.serving.engine import session_options
+def build_static_int8(out_dir: Path) -> Path:
+    """The student's INT8 with constant calibrated activation scales, as `shoprank int8
+    --activations calibrated` builds it (shoprank.convert.calibrated): isolated by construction."""
+    from shoprank.convert.int8 import write_int8
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32, dynamic, out = STUDENT_ONNX / "model.fp32.onnx", out_dir / "dynamic.onnx", out_dir / "static.int8.onnx"
-    quantize_dynamic(str(fp32), str(dynamic), per_channel=True, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul"])
-    model = onnx.load(str(dynamic))
-    graph = model.graph
-    tensors = [n.input[0] for n in graph.node if n.op_type == "DynamicQuantizeLinear"]
-    probe = onnx.load(str(fp32))
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors)
-    session = ort.InferenceSession(probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-    pairs = calibration_pairs(STUDENT, n_pairs)
-    encoder = PairEncoder.from_dir(STUDENT, max_length=model_max_length(STUDENT), buckets=None)
-    seen: dict[str, list] = {t: [] for t in tensors}
-    queries, texts = pairs["query"].tolist(), pairs["text"].tolist()
-    for start in range(0, len(pairs), 32):
-        batch = encoder.encode_pairs(queries[start:start + 32], texts[start:start + 32])
-        keep = batch[config.ENGINE_INPUTS[1]] != 0
-        feeds = {n: np.ascontiguousarray(batch[n], dtype=np.int32) for n in config.ENGINE_INPUTS}
-        for name, value in zip(tensors, session.run(tensors, feeds)):
-            rows = value.reshape(-1, value.shape[-1])
-            seen[name].append((rows[keep.reshape(-1)] if value.shape[:-1] == keep.shape else rows).ravel())
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    replaced, nodes = set(), []
-    for node in graph.node:
-        if node.op_type == "DynamicQuantizeLinear":
-            values = np.concatenate(seen[node.input[0]])
-            low = min(float(np.percentile(values, 100 - percentile)), 0.0)
-            high = max(float(np.percentile(values, percentile)), 0.0)
-            scale = max((high - low) / 255.0, 1e-8)
-            graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), node.output[1]),
-                                      numpy_helper.from_array(np.array(round(-low / scale), np.uint8), node.output[2])])
-            nodes.append(helper.make_node("QuantizeLinear", [node.input[0], *node.output[1:]], [node.output[0]],
-                                          f"{node.name}/static"))
-        elif node.op_type == "MatMulInteger":
-            cast = consumers[node.output[0]][0]
-            dequantize = consumers[cast.output[0]][0]
-            scales = producer[next(i for i in dequantize.input if i != cast.output[0])]
-            a_scale = producer[node.input[0]].output[1]
-            b_scale = next(i for i in scales.input if i != a_scale)
-            a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
-            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
-                                          [dequantize.output[0]], f"{node.name}/to_float", domain="com.microsoft"))
-            replaced |= {cast.name, dequantize.name, scales.name}
-        else:
-            nodes.append(node)
-    nodes = [n for n in nodes if n.name not in replaced]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
+    out = out_dir / "static.int8.onnx"
+    write_int8(STUDENT, STUDENT_ONNX / "model.fp32.onnx", out, activations="calibrated")
     return out
 
 

@@ -3,10 +3,12 @@
 Per-channel INT8 weights of the MatMuls; activations quantized on the fly, by default with one
 scale per row (per token of each pair: shoprank.convert.per_row), so a pair's score does not
 depend on the other rows of an engine call (other candidates, other requests merged by the
-batcher). ONNX Runtime's own per-tensor activation scales ("per-tensor") stay available for
-comparison (`shoprank isolation`, docs/quality.md). Embedding lookups stay FP32: quantizing them
-too costs ranking quality for no speed. The gate (shoprank.quality.gate) scores both engines as
-served; a refused INT8 leaves no file.
+batcher); or, also isolated and cheaper, with one constant scale per tensor calibrated on
+training pairs ("calibrated": shoprank.convert.calibrated). ONNX Runtime's own per-tensor
+activation scales ("per-tensor") stay available for comparison (`shoprank isolation`,
+docs/quality.md). Embedding lookups stay FP32: quantizing them too costs ranking quality for no
+speed. The gate (shoprank.quality.gate) scores both engines as served; a refused INT8 leaves no
+file.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..errors import BuildError
 from ..quality.gate import INT8_MAX_NDCG_DROP, enforce, gate_engines
 from .onnx_export import write_report
 
-ACTIVATIONS = ("per-row", "per-tensor")
+ACTIVATIONS = ("per-row", "calibrated", "per-tensor")
 
 
 def write_int8(model_dir: str | Path, fp32_path: str | Path, out_path: str | Path,
@@ -49,6 +51,14 @@ def write_int8(model_dir: str | Path, fp32_path: str | Path, out_path: str | Pat
         zero_points = calibrate_zero_points(fp32_path, model_dir, quantized_tensors(model))
         onnx.save(per_row_activations(model, zero_points), str(out_path))
         done["zero_points"] = zero_points
+    elif activations == "calibrated":
+        from .calibrated import activation_ranges, calibrated_activations
+        from .per_row import quantized_tensors
+
+        model = onnx.load(str(out_path))
+        ranges = activation_ranges(fp32_path, model_dir, quantized_tensors(model))
+        onnx.save(calibrated_activations(model, ranges), str(out_path))
+        done["ranges"] = ranges
     return done
 
 
@@ -59,7 +69,8 @@ def quantize_int8(model_dir: str | Path, fp32_path: str | Path | None = None, ou
 
     float_layers: encoder layers whose MatMuls stay FP32 (a distilled 3-layer student's first
     layer is the one INT8 hurts most: docs/benchmark.md, "Compression").
-    activations: "per-row" (isolated, the default) or "per-tensor" (ONNX Runtime's own)."""
+    activations: "per-row" (isolated, the default), "calibrated" (isolated, constant scales) or
+    "per-tensor" (ONNX Runtime's own)."""
     fp32_path = Path(fp32_path or config.onnx_file("fp32"))
     out_path = Path(out_path or config.onnx_file("int8"))
     tmp = out_path.with_suffix(".partial.onnx")

@@ -70,10 +70,11 @@ def best_zero_point(row_min: np.ndarray, row_max: np.ndarray) -> int:
     return int(z[0, np.argmin(step.mean(axis=0))])
 
 
-def calibrate_zero_points(fp32_path: str | Path, model_dir: str | Path, tensors: list[str],
-                          n_pairs: int = CALIBRATION_PAIRS, batch_size: int = 32) -> dict[str, int]:
-    """One zero point per tensor, from the FP32 graph's values of those tensors on `n_pairs`
-    training pairs (never validation rows, which the gate scores); rows of padding are left out."""
+def activation_rows(fp32_path: str | Path, model_dir: str | Path, tensors: list[str],
+                    n_pairs: int = CALIBRATION_PAIRS, batch_size: int = 32) -> dict[str, list[np.ndarray]]:
+    """The FP32 graph's values of `tensors` on `n_pairs` training pairs (never validation rows,
+    which the gate scores), per tensor a list of [rows, features] arrays; rows of padding are
+    left out. What the INT8 rewrites calibrate their constants on."""
     import onnx
     import onnxruntime as ort
 
@@ -93,20 +94,25 @@ def calibrate_zero_points(fp32_path: str | Path, model_dir: str | Path, tensors:
                                    providers=["CPUExecutionProvider"])
     pairs = calibration_pairs(model_dir, n_pairs)
     encoder = PairEncoder.from_dir(model_dir, max_length=model_max_length(model_dir), buckets=None)
-    lows: dict[str, list] = {t: [] for t in tensors}
-    highs: dict[str, list] = {t: [] for t in tensors}
+    rows: dict[str, list] = {t: [] for t in tensors}
     queries, texts = pairs["query"].tolist(), pairs["text"].tolist()
     for start in range(0, len(pairs), batch_size):
         batch = encoder.encode_pairs(queries[start:start + batch_size], texts[start:start + batch_size])
         feeds = {name: np.ascontiguousarray(batch[name], dtype=config.ID_DTYPE) for name in config.ENGINE_INPUTS}
         keep = batch[config.ENGINE_INPUTS[1]] != 0
         for name, value in zip(tensors, session.run(tensors, feeds)):
-            rows = value.reshape(-1, value.shape[-1])
-            if value.shape[:-1] == keep.shape:   # one row per token: drop the padding
-                rows = rows[keep.reshape(-1)]
-            lows[name].append(rows.min(axis=1))
-            highs[name].append(rows.max(axis=1))
-    return {t: best_zero_point(np.concatenate(lows[t]), np.concatenate(highs[t])) for t in tensors}
+            per_token = value.shape[:-1] == keep.shape   # one row per token: drop the padding
+            value = value.reshape(-1, value.shape[-1])
+            rows[name].append(value[keep.reshape(-1)] if per_token else value)
+    return rows
+
+
+def calibrate_zero_points(fp32_path: str | Path, model_dir: str | Path, tensors: list[str],
+                          n_pairs: int = CALIBRATION_PAIRS, batch_size: int = 32) -> dict[str, int]:
+    """One zero point per tensor, from the rows' extremes on training pairs (activation_rows)."""
+    rows = activation_rows(fp32_path, model_dir, tensors, n_pairs, batch_size)
+    return {t: best_zero_point(np.concatenate([r.min(axis=1) for r in rows[t]]),
+                               np.concatenate([r.max(axis=1) for r in rows[t]])) for t in tensors}
 
 
 def _consumers(graph) -> dict[str, list]:

@@ -45,7 +45,8 @@ def choose_served(model_dir: str | Path, onnx_dir: str | Path, student_int8: str
     if verdict is not None:
         student = Path(json.loads((student_int8.parent / GATE_REPORT).read_text())["student"])
         return {"variant": "distilled student INT8", "engine": str(student_int8), "model": str(student),
-                "why": f"the fastest variant that passed its quality gate: validation NDCG@10 "
+                "why": f"the fastest variant that passed its quality gate ({verdict.get('activations', 'per-row')} "
+                       f"INT8 activations): validation NDCG@10 "
                        f"{verdict['ndcg_candidate']:.4f} vs the full model's FP32 {verdict['ndcg_reference']:.4f} "
                        f"(drop {verdict['ndcg_drop']:+.4f} <= {verdict['max_ndcg_drop']})"}
     full = config.onnx_file("int8", onnx_dir)

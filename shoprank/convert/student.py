@@ -2,8 +2,11 @@
 
 Steps: distil the student (shoprank.training.distill), export its ONNX (parity-checked), then
 INT8 with every MatMul quantized; the gate that decides is what would be served (the student's
-INT8) against the full teacher's FP32 on the teacher's validation queries. When all-INT8 is
-refused, the student's first layer (the one INT8 hurts most) is kept FP32 and gated again.
+INT8) against the full teacher's FP32 on the teacher's validation queries. Fastest first:
+activations with calibrated constant scales (shoprank.convert.calibrated, ~1.2x the per-row
+engine's speed, docs/benchmark.md), then per-row scales, each with every layer INT8 and then
+with the student's first layer (the one INT8 hurts most) kept FP32; the first INT8 the gate
+accepts is the student's.
 The gates' verdicts go to <onnx_dir>/distill_gate.json; a refused student leaves no INT8 behind.
 """
 from __future__ import annotations
@@ -19,8 +22,10 @@ from ..training.distill import DISTILL_WEIGHT, EPOCHS, LAYERS, LR, distill_stude
 from .int8 import quantize_int8
 from .onnx_export import export_onnx
 
-# Fastest first: every MatMul INT8; then the first layer kept FP32.
-FLOAT_LAYER_CHOICES = ((), (0,))
+# Fastest first: calibrated, then per-row activation scales (both isolated); every MatMul INT8,
+# then the first layer kept FP32.
+INT8_CHOICES = tuple((activations, float_layers) for activations in ("calibrated", "per-row")
+                     for float_layers in ((), (0,)))
 
 
 def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Path | None = None,
@@ -41,19 +46,20 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
     fp32, int8 = config.onnx_file("fp32", onnx_dir), config.onnx_file("int8", onnx_dir)
     export_onnx(out_dir, fp32)
     tried, valid = [], model_pairs(teacher, "valid")  # the teacher's validation queries, read once
-    for float_layers in FLOAT_LAYER_CHOICES:
+    for activations, float_layers in INT8_CHOICES:
+        what = f"INT8 ({activations} activations, FP32 layers {list(float_layers)})"
         try:
-            quantize_int8(out_dir, fp32, int8, float_layers=float_layers)
+            quantize_int8(out_dir, fp32, int8, float_layers=float_layers, activations=activations)
         except BuildError as exc:
-            tried.append({"float_layers": list(float_layers), "int8_vs_student_fp32": str(exc)})
-            log(f"INT8 with FP32 layers {list(float_layers)}: {exc}")
+            tried.append({"activations": activations, "float_layers": list(float_layers),
+                          "int8_vs_student_fp32": str(exc)})
+            log(f"student {what}: {exc}")
             continue
         verdict = gate_engines(teacher, teacher_onnx, int8, "student INT8", max_ndcg_drop, valid,
                                reference="the teacher's FP32")
-        verdict["float_layers"] = list(float_layers)
+        verdict.update(activations=activations, float_layers=list(float_layers))
         tried.append(verdict)
-        log(f"student INT8 (FP32 layers {list(float_layers)}) vs teacher FP32: "
-            + ("passed" if verdict["passed"] else f"refused: {verdict['reason']}"))
+        log(f"student {what} vs teacher FP32: " + ("passed" if verdict["passed"] else f"refused: {verdict['reason']}"))
         if verdict["passed"]:
             break
     report = {"teacher": str(teacher), "student": str(out_dir), "layers": layers, "int8": str(int8),

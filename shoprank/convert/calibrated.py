@@ -1,0 +1,92 @@
+"""Calibrated INT8 activations: every MatMul input quantized with ONE constant scale and zero
+point, chosen once on real training pairs, so a pair's score never depends on the other rows of
+an engine call, at about the cost of ONNX Runtime's own dynamic INT8.
+
+ONNX Runtime's dynamic quantization computes each activation's scale over the whole tensor of a
+call (DynamicQuantizeLinear), which mixes the requests merged into it (reports/isolation.md);
+per-row scales (shoprank.convert.per_row) fix that with extra ops per MatMul that find and apply
+a scale for every row. Here each DynamicQuantizeLinear becomes a QuantizeLinear with constants,
+
+    scale = (high - low) / 255,  zero point = round(-low / scale)   (uint8)
+
+where [low, high] is the activation's range on the calibration pairs clipped at the
+PERCENTILE-th percentile on both sides (an outlier would spend the codes on values that almost
+never occur) and always containing 0; and each MatMulInteger -> Cast -> Mul(activation scale x
+weight scale) becomes one MatMulIntegerToFloat. A value beyond the range saturates: the quality
+gate that every INT8 build passes (shoprank.convert.int8) measures what that costs. The ranges
+are part of the model: a re-export is recalibrated by the same build step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BuildError
+from .per_row import MS_DOMAIN, activation_rows, quantized_tensors
+
+PERCENTILE = 99.99      # of the calibration values, each side
+_MIN_SCALE = 1e-8
+
+
+def activation_ranges(fp32_path: str | Path, model_dir: str | Path, tensors: list[str]) -> dict[str, tuple]:
+    """(low, high) per tensor from the FP32 graph's values on training pairs (module doc)."""
+    rows = activation_rows(fp32_path, model_dir, tensors)
+    ranges = {}
+    for name in tensors:
+        values = np.concatenate([r.ravel() for r in rows[name]])
+        low, high = np.percentile(values, [100 - PERCENTILE, PERCENTILE]) if values.size else (0.0, 0.0)
+        ranges[name] = (min(float(low), 0.0), max(float(high), 0.0))
+    return ranges
+
+
+def scale_and_zero_point(low: float, high: float) -> tuple[float, int]:
+    scale = max((high - low) / 255.0, _MIN_SCALE)
+    return scale, int(np.clip(round(-low / scale), 0, 255))
+
+
+def is_calibrated(model) -> bool:
+    """Whether a graph's activations are quantized with constants: no DynamicQuantizeLinear left,
+    and its INT8 MatMuls are this rewrite's."""
+    ops = [n.op_type for n in model.graph.node]
+    return "DynamicQuantizeLinear" not in ops and any(n.name.endswith("/calibrated") for n in model.graph.node)
+
+
+def calibrated_activations(model, ranges: dict[str, tuple]):
+    """The dynamically quantized `model` rewritten with constant activation scales (module doc)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    if not quantized_tensors(model):
+        raise BuildError("the graph has no DynamicQuantizeLinear to calibrate (not a dynamic INT8 graph)")
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    replaced, nodes = set(), []
+    for node in graph.node:
+        if node.op_type == "DynamicQuantizeLinear":
+            scale, zero_point = scale_and_zero_point(*ranges[node.input[0]])
+            graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), node.output[1]),
+                                      numpy_helper.from_array(np.array(zero_point, np.uint8), node.output[2])])
+            nodes.append(helper.make_node("QuantizeLinear", [node.input[0], *node.output[1:]], [node.output[0]],
+                                          f"{node.name}/calibrated"))
+        elif node.op_type == "MatMulInteger":
+            # MatMulInteger -> Cast -> Mul(scales) where scales = Mul(activation scale, weight scale)
+            cast = consumers[node.output[0]][0]
+            rescale = consumers[cast.output[0]][0]
+            scales = producer[next(i for i in rescale.input if i != cast.output[0])]
+            a_scale = producer[node.input[0]].output[1]
+            b_scale = next(i for i in scales.input if i != a_scale)
+            a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
+            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
+                                          [rescale.output[0]], f"{node.name}/calibrated", domain=MS_DOMAIN))
+            replaced |= {cast.name, rescale.name, scales.name}
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(n for n in nodes if n.name not in replaced)
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    return model
