@@ -250,10 +250,12 @@ conversion: venv  ## simulated shoppers, 3 seeds: relevance vs expected value vs
 	$(SHOPRANK) conversion --model-dir "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx"
 
 .PHONY: rules-bench
-rules-bench: venv  ## sorter inside Triton: all rules at N=1000 (p99 vs 2 ms); rank-50 without rules vs git HEAD -> reports/rules_bench.json
+# the code before business rules existed
+RULES_BASELINE ?= 03081cb
+rules-bench: venv  ## sorter inside Triton: all rules at N=1000 (p99 vs 2 ms); rank-50 without rules vs RULES_BASELINE -> reports/rules_bench.json
 	@test -f "$(ONNX_DIR)/model.int8.onnx" || $(MAKE) --no-print-directory demo
 	@test -f artifacts/catalog/catalog.sqlite || $(MAKE) --no-print-directory catalog
-	$(SHOPRANK) rules-bench --model-dir "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx"
+	$(SHOPRANK) rules-bench --model-dir "$(MODEL)" --engine "$(ONNX_DIR)/model.int8.onnx" --baseline "$(RULES_BASELINE)"
 
 # --- explanations: "why this order?" (docs/explanations.md) -----------------------------------------
 EXPLAIN_QUERY ?=
