@@ -380,19 +380,10 @@ def _exposure_design(rows, logged: list[Logged], train: list[Logged], test: list
         if item.request.day < cfg.test_from_day:
             last_train[item.request.user] = c
     a = choose_strength(v for c in last_train.values() for v in c.values())
-    extra = {it.request.request_id: exposure_features(it.profile, counts[it.request.request_id],
-                                                      it.request.query.texts, a) for it in train if it.profile}
-    rows["x_exposure"] = [np.concatenate([x, extra[rid][i]]) for x, rid, i in zip(rows["x"], rows["rid"],
-                                                                                    rows["index"])]
-    head, fit = fit_personal_head(rows, "x_exposure", BEHAVIOUR_FEATURES + EXPOSURE_FEATURES, cfg.l2_grid, seed)
-    head.meta["design"] = "exposure"
+    policy, fit = _with_extra_features(
+        "exposure", rows, train, base, EXPOSURE_FEATURES, cfg, seed,
+        lambda it: exposure_features(it.profile, counts[it.request.request_id], it.request.query.texts, a))
     fit["strength_a"] = a
-
-    def policy(it):
-        q = it.request.query
-        features = np.concatenate([behaviour_features(it.profile, q.texts),
-                                   exposure_features(it.profile, counts[it.request.request_id], q.texts, a)], axis=1)
-        return fusion_logits(head, base[q.query], features)
     return policy, fit
 
 
@@ -408,18 +399,25 @@ def _catalog_design(rows, train: list[Logged], base: dict, products: dict, cfg: 
             if d is not None:
                 clicked.setdefault(it.request.user, []).append(d)
     k = choose_shrinkage(clicked.values())
-    extra = {it.request.request_id: catalog_features(scale, it.profile, it.request.query.texts, k)
-             for it in train if it.profile}
-    rows["x_catalog"] = [np.concatenate([x, extra[rid][i]]) for x, rid, i in zip(rows["x"], rows["rid"], rows["index"])]
-    head, fit = fit_personal_head(rows, "x_catalog", BEHAVIOUR_FEATURES + CATALOG_FEATURES, cfg.l2_grid, seed)
-    head.meta["design"] = "catalog"
+    policy, fit = _with_extra_features("catalog", rows, train, base, CATALOG_FEATURES, cfg, seed,
+                                       lambda it: catalog_features(scale, it.profile, it.request.query.texts, k))
     fit["shrinkage_k"] = k
+    return policy, fit
+
+
+def _with_extra_features(design: str, rows, train: list[Logged], base: dict, names: tuple, cfg: PersonalizeConfig,
+                         seed: int, extra):
+    """The late-fusion head fit with `extra(item)` ([candidates, len(names)]) beside the behaviour
+    features, on the same training rows. (policy, fit)"""
+    more = {it.request.request_id: extra(it) for it in train if it.profile}
+    key = f"x_{design}"
+    rows[key] = [np.concatenate([x, more[rid][i]]) for x, rid, i in zip(rows["x"], rows["rid"], rows["index"])]
+    head, fit = fit_personal_head(rows, key, BEHAVIOUR_FEATURES + names, cfg.l2_grid, seed)
+    head.meta["design"] = design
 
     def policy(it):
-        q = it.request.query
-        features = np.concatenate([behaviour_features(it.profile, q.texts),
-                                   catalog_features(scale, it.profile, q.texts, k)], axis=1)
-        return fusion_logits(head, base[q.query], features)
+        features = np.concatenate([behaviour_features(it.profile, it.request.query.texts), extra(it)], axis=1)
+        return fusion_logits(head, base[it.request.query.query], features)
     return policy, fit
 
 
