@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BuildError
-from .per_row import MS_DOMAIN, activation_rows, quantized_tensors
+from .per_row import MS_DOMAIN, activation_rows, dequantization, graph_links, quantized_tensors
 
 PERCENTILE = 99.99      # of the calibration values, each side
 _MIN_SCALE = 1e-8
@@ -59,11 +59,7 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
     graph = model.graph
     if not quantized_tensors(model):
         raise BuildError("the graph has no DynamicQuantizeLinear to calibrate (not a dynamic INT8 graph)")
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = graph_links(graph)
     replaced, nodes = set(), []
     for node in graph.node:
         if node.op_type == "DynamicQuantizeLinear":
@@ -73,16 +69,13 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
             nodes.append(helper.make_node("QuantizeLinear", [node.input[0], *node.output[1:]], [node.output[0]],
                                           f"{node.name}/calibrated"))
         elif node.op_type == "MatMulInteger":
-            # MatMulInteger -> Cast -> Mul(scales) where scales = Mul(activation scale, weight scale)
-            cast = consumers[node.output[0]][0]
-            rescale = consumers[cast.output[0]][0]
-            scales = producer[next(i for i in rescale.input if i != cast.output[0])]
+            # The activation scale is now a constant: the GEMM and both scales in one kernel.
+            dequantize, weight_scale = dequantization(node, consumers, producer)
             a_scale = producer[node.input[0]].output[1]
-            b_scale = next(i for i in scales.input if i != a_scale)
             a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
-            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, b_scale, a_zero, b_zero],
-                                          [rescale.output[0]], f"{node.name}/calibrated", domain=MS_DOMAIN))
-            replaced |= {cast.name, rescale.name, scales.name}
+            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, weight_scale, a_zero, b_zero],
+                                          [dequantize[1].output[0]], f"{node.name}/calibrated", domain=MS_DOMAIN))
+            replaced |= {n.name for n in dequantize}
         else:
             nodes.append(node)
     del graph.node[:]

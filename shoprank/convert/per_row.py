@@ -115,7 +115,12 @@ def calibrate_zero_points(fp32_path: str | Path, model_dir: str | Path, tensors:
                                np.concatenate([r.max(axis=1) for r in rows[t]])) for t in tensors}
 
 
-def _consumers(graph) -> dict[str, list]:
+def graph_links(graph) -> tuple[dict, dict[str, list]]:
+    """(producer of each tensor, consumers of each tensor) of a graph's nodes."""
+    return {out: node for node in graph.node for out in node.output}, consumers_of(graph)
+
+
+def consumers_of(graph) -> dict[str, list]:
     out: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -132,8 +137,7 @@ def per_row_activations(model, zero_points: dict[str, int] | None = None):
 
     graph = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers = _consumers(graph)
+    producer, consumers = graph_links(graph)
     initializers = {i.name: i for i in graph.initializer}
     zero_points = dict(zero_points or {})
     constants = {f"{_PREFIX}flat": np.array([-1], np.int64), f"{_PREFIX}one": np.array(1.0, np.float32),
@@ -217,10 +221,10 @@ def _reduce(op: str, x: str, out: str, opset: int, helper):
     return helper.make_node(op, [x], [out], out, axes=[-1], keepdims=1)
 
 
-def _fuse_matmul(matmul, row_scale: str, consumers, producer, replaced: set, helper) -> list:
-    """MatMulInteger -> Cast -> Mul(Mul(tensor scale, weight scale)) as ONNX Runtime's
-    MatMulIntegerToFloat (the integer GEMM and the per-column weight scale in one kernel, A scale
-    1) and a Mul by the per-row scale, into the old Mul's output (the bias Add after it stays)."""
+def dequantization(matmul, consumers, producer) -> tuple[list, str]:
+    """What ONNX Runtime's dynamic INT8 puts after a MatMulInteger, checked: the nodes of
+    Cast -> Mul(Mul(activation scale, weight scale)) (that Mul's output is the float result) and
+    the constant weight scale's name."""
     casts = consumers.get(matmul.output[0], [])
     if len(casts) != 1 or casts[0].op_type != "Cast":
         raise BuildError(f"{matmul.name}: expected one Cast after the MatMulInteger")
@@ -233,9 +237,17 @@ def _fuse_matmul(matmul, row_scale: str, consumers, producer, replaced: set, hel
     weight_scale = next((i for i in scales.input if producer.get(i) is None), None)
     if weight_scale is None:
         raise BuildError(f"{matmul.name}: no constant weight scale")
-    replaced.update({matmul.name, casts[0].name, muls[0].name, scales.name})
+    return [casts[0], muls[0], scales], weight_scale
+
+
+def _fuse_matmul(matmul, row_scale: str, consumers, producer, replaced: set, helper) -> list:
+    """MatMulInteger -> Cast -> Mul(Mul(tensor scale, weight scale)) as ONNX Runtime's
+    MatMulIntegerToFloat (the integer GEMM and the per-column weight scale in one kernel, A scale
+    1) and a Mul by the per-row scale, into the old Mul's output (the bias Add after it stays)."""
+    nodes, weight_scale = dequantization(matmul, consumers, producer)
+    replaced.update({matmul.name, *(n.name for n in nodes)})
     a, b, a_zp, b_zp = (list(matmul.input) + ["", ""])[:4]
-    out = muls[0].output[0]
+    out = nodes[1].output[0]
     # The row scale is applied by a Mul of its own, not as the kernel's A scale: a non-scalar A
     # scale is outside MatMulIntegerToFloat's documented contract (and would also scale a bias).
     return [helper.make_node("MatMulIntegerToFloat", [a, b, f"{_PREFIX}one", weight_scale, a_zp, b_zp],

@@ -4,7 +4,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from shoprank.convert.int8 import write_int8
 from shoprank.convert.per_row import best_zero_point, is_per_row, per_row_activations, quantized_tensors
@@ -13,34 +12,12 @@ from shoprank.measure.isolation import ISOLATION_TOL, merged
 from shoprank.serving.engine import OrtEngine, session_options, sigmoid
 from shoprank.serving.tokenizer import PairEncoder
 
-K, N = 16, 8
-
-
-def _linear_model(path, rng):
-    """y = x @ W + b on x [batch, rows, K]: the shape of one BERT linear layer."""
-    w = rng.normal(size=(K, N)).astype(np.float32)
-    b = rng.normal(size=N).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"], "MatMul"), helper.make_node("Add", ["b", "xw"], ["y"], "Add")],
-        "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "rows", K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "rows", N])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+from .conftest import K, N, assert_row_output_ignores_the_call, dynamic_linear
 
 
 def _quantized_linear(tmp_path, zero_point):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    rng = np.random.default_rng(0)
-    _linear_model(tmp_path / "fp32.onnx", rng)
-    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), per_channel=True,
-                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    model = onnx.load(str(tmp_path / "int8.onnx"))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    w_q = next(v for k, v in inits.items() if k.endswith("_quantized"))
-    w_scale = next(v for k, v in inits.items() if k.endswith("_scale"))
-    rewritten = per_row_activations(model, {"x": zero_point})
-    return rewritten, w_q, w_scale, inits["b"]
+    model, w_q, w_scale, bias = dynamic_linear(tmp_path)
+    return per_row_activations(model, {"x": zero_point}), w_q, w_scale, bias
 
 
 def _session(model, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
@@ -70,13 +47,7 @@ def test_rewritten_graph_computes_per_row_quantization(tmp_path, zero_point):
 
 def test_a_row_gives_the_same_output_whatever_rows_share_the_call(tmp_path):
     model, *_ = _quantized_linear(tmp_path, 128)
-    session = _session(model)
-    rng = np.random.default_rng(2)
-    row = rng.normal(size=(1, 1, K)).astype(np.float32)
-    alone = session.run(["y"], {"x": row})[0][0, 0]
-    crowd = rng.normal(size=(4, 7, K)).astype(np.float32) * 30
-    crowd[2, 5] = row[0, 0]
-    np.testing.assert_allclose(session.run(["y"], {"x": crowd})[0][2, 5], alone, atol=1e-6)
+    assert_row_output_ignores_the_call(_session(model))
 
 
 def test_zero_point_follows_the_sign_balance_of_the_rows():
