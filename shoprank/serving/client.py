@@ -66,9 +66,22 @@ class RankResponse:
     indices: np.ndarray                  # positions in the request's candidates, best first
     scores: np.ndarray                   # click probability of each
     final_scores: np.ndarray | None      # the score rules ordered by (with rules)
-    trace: dict | None                   # columns per returned item: id, relevance, final, moved_by, ...
+    trace: dict | None                   # columns per returned item: index, id, relevance, final, moved_by, ...
     randomized: bool | None              # exploration shuffled the page (with an explore rule)
     request_id: str
+
+
+def full_trace(trace: dict, indices, scores, final, ids=None) -> dict:
+    """The sorter's TRACE with the columns it does not repeat put back from the other outputs:
+    index (INDICES), relevance (SCORES), final (FINAL_SCORES, rounded as the trace's own
+    numbers) and id (the ids the request sent, which the server never echoes)."""
+    out = {"index": np.asarray(indices).reshape(-1).tolist()}
+    if ids is not None:
+        out["id"] = [_text(ids[i]) for i in out["index"]]
+    out["relevance"] = np.round(np.asarray(scores, dtype=np.float64).reshape(-1), 6).tolist()
+    if final is not None:
+        out["final"] = np.round(np.asarray(final, dtype=np.float64).reshape(-1), 6).tolist()
+    return {**out, **trace}
 
 
 def new_request_id() -> str:
@@ -203,12 +216,11 @@ class RankClient(TritonClient):
             tensors.append((config.RULES, _bytes_array([text]), "BYTES"))
         result = self._infer(infer_inputs(api, tensors), None, request_id)
         trace, randomized = result.as_numpy(config.TRACE), result.as_numpy(config.RANDOMIZED)
+        indices, scores, final = (result.as_numpy(name) for name in (config.INDICES, config.SCORES,
+                                                                      config.FINAL_SCORES))
         if trace is not None:
-            trace = json.loads(_text(trace.reshape(-1)[0]))
-            if ids is not None:  # the server traces positions; the ids are the ones sent
-                trace["id"] = [_text(ids[i]) for i in trace["index"]]
-        return RankResponse(result.as_numpy(config.INDICES), result.as_numpy(config.SCORES),
-                            result.as_numpy(config.FINAL_SCORES), trace,
+            trace = full_trace(json.loads(_text(trace.reshape(-1)[0])), indices, scores, final, ids)
+        return RankResponse(indices, scores, final, trace,
                             None if randomized is None else bool(randomized.reshape(-1)[0]), request_id)
 
     def rank(self, query: str, candidates: Sequence[str], top_k: int = 0, *, request_id: str | None = None,

@@ -162,7 +162,12 @@ class ModelMetrics:
     def logits(self, logits: np.ndarray) -> None:
         """Every candidate's click probability (sigmoid of its logit) into the score histogram."""
         if self._scores is not None:
-            self._safely(lambda: self._scores.add(sigmoid(np.asarray(logits, dtype=np.float32).reshape(-1))))
+            self.probabilities(sigmoid(np.asarray(logits, dtype=np.float32).reshape(-1)))
+
+    def probabilities(self, probabilities: np.ndarray) -> None:
+        """Every candidate's click probability, computed already, into the score histogram."""
+        if self._scores is not None:
+            self._safely(lambda: self._scores.add(probabilities))
 
     # --- plumbing -------------------------------------------------------------------------------
     def _family(self, name: str, description: str, kind):

@@ -205,13 +205,13 @@ class SorterModel:
                 if rules is None and not self.rules_defaults:  # today's path, untouched
                     indices, scores = rank_logits(logits, top_k)
                     outputs = [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]
+                    self.metrics.logits(logits)
                 else:
                     outputs = self._with_rules(request, logits, top_k, None if rules is None else rules[0])
             except RequestError as exc:
                 self.metrics.error(exc)
                 responses.append(_invalid(exc))
                 continue
-            self.metrics.logits(logits)
             responses.append(pb_utils.InferenceResponse(outputs))
         return responses
 
@@ -223,6 +223,7 @@ class SorterModel:
         # BYTES input is unpacked in Python by the stub, 1,000 ids cost more than the rules).
         attributes = pb_utils.get_input_tensor_by_name(request, config.ATTRIBUTES)
         page = apply_rules(logits, top_k, rules, None if attributes is None else attributes.as_numpy())
+        self.metrics.probabilities(page.probabilities)  # the rules computed every candidate's already
         outputs = [pb_utils.Tensor(config.INDICES, page.indices), pb_utils.Tensor(config.SCORES, page.relevance),
                    pb_utils.Tensor(config.FINAL_SCORES, page.final)]
         if page.trace is not None:

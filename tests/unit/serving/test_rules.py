@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from shoprank import config
 from shoprank.errors import RequestError
 from shoprank.serving.catalog import ATTRIBUTES, COLUMN, code, id_code
-from shoprank.serving.rules import apply_rules, parse_json, parse_rules, trace_json
+from shoprank.serving.rules import _descending, apply_rules, parse_json, parse_rules, trace_json
 from shoprank.serving.sorter import rank_logits
 
 BRANDS = ("DEWALT", "Makita", "RYOBI")
@@ -143,8 +143,9 @@ def test_trace_names_the_rules_that_moved_an_item():
     trace = json.loads(trace_json(page.trace))  # as the sorter sends it
     assert trace["id"][0] == worst and trace["moved_by"][0] == "pin" and trace["relevance_position"][0] == 9
     assert trace["moved_by"][1:] == ["", ""] and trace["relevance_position"][1:] == [0, 1]  # pushed down by one
-    assert set(trace) == {"index", "id", "relevance", "final", "relevance_position", "moved_by", "randomized"}
-    assert all(len(trace[k]) == 3 for k in ("index", "id", "relevance", "final", "relevance_position", "moved_by"))
+    # index, relevance and final are the INDICES, SCORES and FINAL_SCORES outputs: not repeated
+    assert set(trace) == {"id", "relevance_position", "moved_by", "randomized"}
+    assert all(len(trace[k]) == 3 for k in ("id", "relevance_position", "moved_by"))
     ev = json.loads(trace_json(apply_rules(logits, 0, parse_rules({"objective": "expected_value", "trace": True}),
                                            attrs, ids).trace))
     assert any(m == "objective" for m in ev["moved_by"])
@@ -366,3 +367,25 @@ def test_page_value_on_a_long_list_is_as_good_as_the_full_assignment(share):
     full[cols] = rows
     got = _page_objective(page.indices, ev, gain, share, 10, 1.0)
     assert got == pytest.approx(_page_objective(full, ev, gain, share, 10, 1.0), rel=1e-6)
+
+
+def test_client_puts_back_the_columns_the_trace_does_not_repeat():
+    from shoprank.serving.client import full_trace
+
+    logits, attrs, ids = request(10)
+    page = apply_rules(logits, 4, parse_rules({"objective": "expected_value", "trace": True}), attrs)
+    sent = json.loads(trace_json(page.trace))  # the sorter's TRACE: no id, index or score columns
+    trace = full_trace(sent, page.indices, page.relevance, page.final, [i.encode() for i in ids])
+    assert trace["index"] == page.indices.tolist() and trace["id"] == [ids[i] for i in page.indices]
+    assert trace["relevance"] == pytest.approx(page.relevance.tolist(), abs=1e-6)
+    assert trace["final"] == pytest.approx(page.final.tolist(), abs=1e-6)
+    assert trace["moved_by"] == sent["moved_by"] and trace["relevance_position"] == sent["relevance_position"]
+    assert "final" not in full_trace(sent, page.indices, page.relevance, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-1.5, 0.0, 0.25, 3.0]) | st.floats(-5, 5, allow_nan=False), max_size=60),
+       st.sampled_from([np.float32, np.float64]))
+def test_descending_is_the_stable_sort_ties_included(values, dtype):
+    values = np.asarray(values, dtype=dtype)
+    assert _descending(values).tolist() == np.argsort(-values, kind="stable").tolist()
