@@ -56,6 +56,7 @@ the field (INVALID_ARG), never anything else.
 """
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -371,8 +372,7 @@ def _page_order(by_relevance: np.ndarray, relevance: np.ndarray, value: np.ndarr
     if k == 0:
         return by_relevance
     v, g = value[by_relevance], relevance[by_relevance].astype(np.float64)
-    examination = 1.0 / np.arange(1.0, k + 1.0) ** rules.position_bias
-    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    examination, discount = _position_weights(k, rules.position_bias)
     best_v, best_g = _best(v, examination), float(g[:k] @ discount)  # g is in decreasing order already
     pool = np.arange(len(v))
     if len(v) > 20 * k:
@@ -393,6 +393,16 @@ def _page_order(by_relevance: np.ndarray, relevance: np.ndarray, value: np.ndarr
     rest = np.ones(len(v), dtype=bool)
     rest[chosen] = False
     return np.concatenate([by_relevance[chosen], by_relevance[rest]])
+
+
+@functools.lru_cache(maxsize=64)
+def _position_weights(k: int, position_bias: float) -> tuple[np.ndarray, np.ndarray]:
+    """page_value's examination 1 / (k + 1) ** position_bias and DCG discount 1 / log2(k + 2) of
+    the first k positions (read-only: shared by the requests that ask for the same)."""
+    examination = 1.0 / np.arange(1.0, k + 1.0) ** position_bias
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    examination.flags.writeable = discount.flags.writeable = False
+    return examination, discount
 
 
 def _among(values: np.ndarray, wanted) -> np.ndarray:
@@ -473,15 +483,15 @@ def _trace(page: Page, logits, final, by_relevance, ids, rules: Rules, moved: np
     relevance_position = np.empty(len(logits), dtype=np.int64)
     relevance_position[by_relevance] = np.arange(len(by_relevance))
     shown = page.indices
-    bits = moved[shown] | (BIT["objective"] if rules.objective != "relevance" else 0) | (
+    position, bits = relevance_position[shown], moved[shown]
+    stayed = (position == np.arange(len(shown))) & ((bits & BIT["pin"]) == 0)
+    bits |= (BIT["objective"] if rules.objective != "relevance" else 0) | (
         BIT["boost"] if rules.boost is not None else 0)
-    stayed = (relevance_position[shown] == np.arange(len(shown))) & ((moved[shown] & BIT["pin"]) == 0)
-    bits = np.where(stayed, 0, bits)
+    bits[stayed] = 0
     out = {}
     if ids is not None:
         out["id"] = [ids[i].decode("utf-8") if isinstance(ids[i], bytes) else ids[i] for i in shown]
-    out.update(relevance_position=relevance_position[shown], moved_by=MOVED_NAMES[bits].tolist(),
-               randomized=page.randomized)
+    out.update(relevance_position=position, moved_by=MOVED_NAMES[bits].tolist(), randomized=page.randomized)
     return out
 
 
