@@ -110,9 +110,12 @@ class ShopperStep:
                 return None
         return self._store
 
-    def behaviour(self, user_values, context_values, texts) -> tuple[np.ndarray, str]:
+    def behaviour(self, user_values, context_values, texts) -> tuple[np.ndarray | None, str]:
+        """(BEHAVIOUR features or None for an anonymous request, where they came from)."""
         from ..features.behaviour import behaviour_features
 
+        if user_values is None and context_values is None:  # most traffic: nothing to look up
+            return None, "anonymous"
         user, context = decode_user_id(user_values), decode_context(context_values)
         store = self._open() if user is not None else None
         lookup = shopper_behaviour(user, context, store, self._pseudonym)

@@ -14,7 +14,8 @@ metrics API (pb_utils.MetricFamily) on Triton's metrics port (/metrics), beside 
         probability of every scored candidate (sorter)
     shoprank_profile_lookups_total{model,source}  counter: where each request's shopper behaviour
         came from (tokenizer with personalization; PROFILE_SOURCES): "outage" counts requests
-        ranked as a cold start because the profile store did not answer
+        ranked as a cold start because the profile store did not answer (added at once; the
+        other sources, one per request, at most once every FLUSH_S like the histograms)
 
 Why neither histogram is a Triton HISTOGRAM: every observe() is a round trip from the stub
 process to the server, one per value: a rank-1000 request would pay a thousand of them, and even
@@ -121,6 +122,7 @@ class ModelMetrics:
         self._logged = False
         self._families = {}  # name -> family, kept alive as long as their metrics
         self._errors, self._candidates, self._scores, self._profiles = {}, None, None, {}
+        self._profile_counts, self._profile_flushed = {}, 0.0  # source -> requests not yet added
         labels = {"model": self.model}
 
         def create():
@@ -156,8 +158,21 @@ class ModelMetrics:
             self._safely(lambda: self._candidates.add(count))
 
     def profile(self, source: str) -> None:
+        """Counted once per request, added to the counters at most once every FLUSH_S (each
+        increment is a round trip to the server, as costly as the rest of an anonymous request's
+        shopper step); an outage at once, since an alert waits for it and it is rare."""
         if self._profiles:
-            self._safely(lambda: self._profiles[source].increment(1))
+            self._safely(lambda: self._count_profile(source))
+
+    def _count_profile(self, source: str) -> None:
+        self._profile_counts[source] = self._profile_counts.get(source, 0) + 1
+        now = time.monotonic()
+        if source != "outage" and now - self._profile_flushed < FLUSH_S:
+            return
+        for name, count in self._profile_counts.items():
+            self._profiles[name].increment(count)
+        self._profile_counts.clear()
+        self._profile_flushed = now
 
     def logits(self, logits: np.ndarray) -> None:
         """Every candidate's click probability (sigmoid of its logit) into the score histogram."""

@@ -109,7 +109,7 @@ class TokenizerModel:
         behaviour, source = self.shopper.behaviour(_optional(request, config.USER_ID),
                                                    _optional(request, config.USER_CONTEXT), texts)
         self.metrics.profile(source)
-        return behaviour if behaviour.any() else None
+        return behaviour if behaviour is not None and behaviour.any() else None
 
     def _decode(self, request) -> tuple[str, list[str], np.ndarray | None]:
         """(query, texts, catalog attributes or None): texts as sent, or resolved from ids."""

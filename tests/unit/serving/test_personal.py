@@ -58,7 +58,9 @@ def test_shopper_step_reads_the_store_by_pseudonym(tmp_path):
     x, source = step.behaviour([b"alice"], None, texts)
     assert source == "profile" and x[0, 0] > x[1, 0] and x.shape[0] == 2
     x, source = step.behaviour(None, None, texts)
-    assert source == "anonymous" and not x.any()
+    assert source == "anonymous" and x is None  # nothing to send: the sorter keeps the logits
+    x, source = step.behaviour(None, [b"query:drill"], texts)
+    assert source == "context" and not x.any()  # too little behaviour: a cold start
     broken = ShopperStep("redis://127.0.0.1:9/0", key_file)   # nothing listens on port 9
     x, source = broken.behaviour([b"alice"], None, texts)
     assert source == "outage" and not x.any()

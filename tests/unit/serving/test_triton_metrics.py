@@ -58,3 +58,56 @@ def test_bucket_bounds():
     assert list(SCORE_BUCKETS) == sorted(SCORE_BUCKETS) and SCORE_BUCKETS[-1] == 1.0 and SCORE_BUCKETS[0] > 0
     assert list(CANDIDATE_BUCKETS) == sorted(CANDIDATE_BUCKETS) and CANDIDATE_BUCKETS[-1] == config.MAX_CANDIDATES
     assert [le_label(b) for b in (0.05, 1.0, 10, float("inf"))] == ["0.05", "1", "10", "+Inf"]
+
+
+class _FakeStubMetrics:
+    """The part of triton_python_backend_utils that ModelMetrics calls, recording increments."""
+
+    class MetricFamily:
+        COUNTER, GAUGE = "counter", "gauge"
+
+        def __init__(self, name, description, kind):
+            self.name = name
+
+        def Metric(self, labels):  # the stub's name
+            return _FakeStubMetrics.Metric(self.name, labels)
+
+    class Metric:
+        added: list = []
+
+        def __init__(self, name, labels):
+            self.name, self.labels = name, labels
+
+        def increment(self, value):
+            _FakeStubMetrics.Metric.added.append((self.name, self.labels.get("source"), value))
+
+        def set(self, value):
+            pass
+
+
+def test_profile_sources_are_added_at_most_once_a_second_and_outages_at_once(monkeypatch):
+    import sys
+
+    from shoprank.serving.triton import metrics
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeStubMetrics)
+    added = _FakeStubMetrics.Metric.added
+    added.clear()
+    clock = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    m = metrics.ModelMetrics({"model_name": "tokenizer"}, profiles=True)
+
+    def lookups():
+        return [(source, value) for name, source, value in added if name == metrics.PROFILE_LOOKUPS]
+
+    m.profile("anonymous")                     # the first one is added at once
+    m.profile("anonymous")
+    m.profile("profile")
+    assert lookups() == [("anonymous", 1)]     # the next two wait for the second to pass
+    m.profile("outage")                        # an outage is added at once, with what waited
+    assert sorted(lookups()[1:]) == [("anonymous", 1), ("outage", 1), ("profile", 1)]
+    m.profile("anonymous")
+    clock[0] += metrics.FLUSH_S
+    m.profile("anonymous")
+    assert lookups()[-1] == ("anonymous", 2)
+    assert sum(v for s, v in lookups() if s == "anonymous") == 4   # nothing lost
