@@ -5,6 +5,8 @@ needs only `tokenizer.json`, and every caller truncates and pads the same way.
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +37,20 @@ def load_backend_tokenizer(model_dir: str | Path):
 
 
 TEXT_CACHE_ENTRIES = 50_000  # product texts whose token ids one encoder keeps (cleared when full)
+WORD_CACHE_ENTRIES = 200_000  # words whose WordPiece ids one encoder keeps (cleared when full)
+# BERT's pre-tokenization of lower-cased printable ASCII: runs of letters and digits, and each
+# punctuation character alone (all 32 ASCII symbols count as punctuation); spaces only separate.
+ASCII_WORDS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
+
+
+def bert_word_pieces(tokenizer) -> bool:
+    """Whether the tokenizer is BERT's uncased pipeline (BertNormalizer lower-casing and cleaning,
+    BertPreTokenizer, WordPiece), for which ASCII_WORDS splits printable ASCII exactly as it does."""
+    spec = json.loads(tokenizer.to_str())
+    normalizer, pre, model = (spec.get(k) or {} for k in ("normalizer", "pre_tokenizer", "model"))
+    return (normalizer.get("type") == "BertNormalizer" and bool(normalizer.get("lowercase"))
+            and bool(normalizer.get("clean_text")) and normalizer.get("strip_accents") in (None, True)
+            and pre.get("type") == "BertPreTokenizer" and model.get("type") == "WordPiece")
 
 
 class PairEncoder:
@@ -60,6 +76,7 @@ class PairEncoder:
         padding = tokenizer.padding
         self.pad_id = padding["pad_id"] if padding else (tokenizer.token_to_id("[PAD]") or 0)
         self._texts: dict[str, np.ndarray] = {}
+        self._words: dict[str, list[int]] | None = None  # the word path, when enabled
         self._single = None
         self.fast = self._enable_fast_path()
 
@@ -73,6 +90,7 @@ class PairEncoder:
         self._single = Tokenizer.from_str(self.tokenizer.to_str())  # same vocabulary, no truncation
         self._single.no_truncation()
         self._single.no_padding()
+        self._enable_word_path()
         word = "drill "
         probes = [("q", "t"), ("cordless drill", "DEWALT 20V MAX drill kit, 2 batteries")]
         for n in (1, 3, self.max_length // 2, self.max_length, 2 * self.max_length):  # every truncation case
@@ -93,9 +111,39 @@ class PairEncoder:
         if ids is None:
             if len(self._texts) >= TEXT_CACHE_ENTRIES:
                 self._texts.clear()
-            ids = self._texts[text] = np.asarray([*self._single.encode(text, add_special_tokens=False).ids,
-                                                  self._sep], dtype=np.int32)
+            ids = self._texts[text] = np.asarray([*self._token_ids(text), self._sep], dtype=np.int32)
         return ids
+
+    def _token_ids(self, text: str) -> list[int]:
+        """A text's token ids, no special tokens. Printable ASCII (most shop text) takes the word
+        path: lower-cased and split here (BERT's normalization and pre-tokenization do nothing
+        else to it) and each word given to WordPiece alone, its ids cached: the tokenizers
+        library's own normalization and pre-tokenization were most of the cost of a new title
+        (docs/benchmark.md, "What made it fast")."""
+        words = self._words
+        if words is None or not (text.isascii() and text.isprintable()):
+            return self._single.encode(text, add_special_tokens=False).ids
+        out: list[int] = []
+        for word in ASCII_WORDS.findall(text.lower()):
+            ids = words.get(word)
+            if ids is None:
+                if len(words) >= WORD_CACHE_ENTRIES:
+                    words.clear()
+                ids = words[word] = [token.id for token in self._word_pieces(word)]
+            out += ids
+        return out
+
+    def _enable_word_path(self) -> None:
+        """The word path for BERT's uncased pipeline, checked against the tokenizer on probes."""
+        if not bert_word_pieces(self._single):
+            return
+        self._word_pieces = self._single.model.tokenize  # WordPiece alone: the word is normalized and split
+        probes = ["DEWALT 20V MAX* XR 1/2 in. Brushless Drill/Driver (Tool-Only) DCD791B", "x", "",
+                  "  3/4\" x 10 ft. Type-L Copper Pipe, #8 x 1-1/4\" ~ $5.99 @home_depot [new]{a|b}^`'",
+                  "ABC123def 4x8 2,000-lb. 10'x12' U.S.A. e.g. mid-century" + " z" * 5, "a" * 120 + " b"]
+        self._words = {}
+        same = all(self._token_ids(p) == self._single.encode(p, add_special_tokens=False).ids for p in probes)
+        self._words = {} if same else None  # the probes' words are not kept
 
     def _assemble(self, queries: Sequence[str], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """[CLS] a [SEP] b [SEP] per pair, written into the padded arrays in one scatter: per pair

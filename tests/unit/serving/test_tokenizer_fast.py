@@ -4,9 +4,11 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shoprank.data.load import load_default_or_shared
-from shoprank.serving.tokenizer import PairEncoder, _longest_first
+from shoprank.serving.tokenizer import PairEncoder, _longest_first, bert_word_pieces
 from shoprank.training.model import default_base_model
 
 
@@ -50,3 +52,50 @@ def test_repeated_texts_are_tokenized_once():
     batch = encoder.encode("drill", ["white paint", "DEWALT drill kit"])
     reference = encoder._encode_batch(["drill"] * 2, ["white paint", "DEWALT drill kit"])
     np.testing.assert_array_equal(batch["input_ids"], reference["input_ids"])
+
+
+@pytest.fixture(scope="module")
+def word_encoder():
+    encoder = PairEncoder.from_dir(default_base_model(), max_length=64)
+    assert encoder._words is not None, "the bundled BERT tokenizer should take the word path"
+    return encoder
+
+
+def _library_ids(encoder, text: str) -> list[int]:
+    return encoder._single.encode(text, add_special_tokens=False).ids
+
+
+def test_word_path_gives_the_tokenizers_ids_on_every_text_of_the_data(word_encoder):
+    frame = load_default_or_shared()  # the Home Depot judgments when present: ~60k titles and queries
+    texts = set(frame["text"].astype(str)) | set(frame["query"].astype(str))
+    ascii_share = sum(t.isascii() and t.isprintable() for t in texts) / len(texts)
+    assert ascii_share > 0.9  # the word path is what most shop text takes
+    for text in texts:
+        assert word_encoder._token_ids(text) == _library_ids(word_encoder, text), text
+
+
+# every printable ASCII character (0x20-0x7e) and some shop words, in any order
+PRINTABLE_PIECES = [chr(c) for c in range(0x20, 0x7F)] + ["in.", "DEWALT", "Drill", "1/2", "x", "Ft"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PRINTABLE_PIECES), max_size=30).map("".join))
+def test_word_path_gives_the_tokenizers_ids_on_any_printable_ascii(word_encoder, text):
+    assert word_encoder._token_ids(text) == _library_ids(word_encoder, text)
+
+
+def test_word_path_only_for_berts_uncased_pipeline():
+    import json
+
+    from tokenizers import Tokenizer
+
+    from shoprank.serving.tokenizer import load_backend_tokenizer
+
+    spec = json.loads(load_backend_tokenizer(default_base_model()).to_str())
+    assert bert_word_pieces(Tokenizer.from_str(json.dumps(spec)))
+    spec["normalizer"]["lowercase"] = False  # a cased model: upper case must reach WordPiece
+    cased = Tokenizer.from_str(json.dumps(spec))
+    assert not bert_word_pieces(cased)
+    encoder = PairEncoder(cased, max_length=64)
+    assert encoder.fast and encoder._words is None
+    assert encoder._token_ids("DEWALT Drill") == encoder._single.encode("DEWALT Drill", add_special_tokens=False).ids
