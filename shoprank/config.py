@@ -98,10 +98,11 @@ EXPLAIN_MODEL = "explain"
 EXPLANATIONS = "EXPLANATIONS"  # BYTES [N]: one JSON document per candidate, in CANDIDATES order
 EXPLAIN_MAX_CANDIDATES = 10    # each candidate costs one scored pair per word, so explain a page, not a list
 RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may hold
-# A request waits at most this long for others to merge with. Busy instances make requests queue
-# (and merge) anyway; a long delay only adds to every lone request. The measured effect of this
-# and the engine settings below: docs/benchmark.md, "What made it fast".
-RANKER_QUEUE_DELAY_US = 500
+# A request waits at most this long for others to merge with: none. Busy instances make requests
+# queue (and merge) anyway, and a CPU engine scores merged requests no faster per pair, so any
+# delay only adds to every lone request. The measured effect of this and the engine settings
+# below: docs/benchmark.md, "What made it fast".
+RANKER_QUEUE_DELAY_US = 0
 ENGINE_THREADS = _env("ENGINE_THREADS", 0)  # 0: ONNX Runtime uses every core for one call
 # Rows are scored in length-sorted chunks of at most this many tokens (rows x the chunk's
 # longest pair), each cut to its own longest pair: on CPU every padded position costs as much
