@@ -37,7 +37,7 @@ def load_backend_tokenizer(model_dir: str | Path):
 
 
 TEXT_CACHE_ENTRIES = 50_000  # product texts whose token ids one encoder keeps (cleared when full)
-WORD_CACHE_ENTRIES = 200_000  # words whose WordPiece ids one encoder keeps (cleared when full)
+WORD_CACHE_ENTRIES = 100_000  # words whose WordPiece ids one encoder keeps (cleared when full)
 # BERT's pre-tokenization of lower-cased printable ASCII: runs of letters and digits, and each
 # punctuation character alone (all 32 ASCII symbols count as punctuation); spaces only separate.
 ASCII_WORDS = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")

@@ -99,3 +99,16 @@ def test_word_path_only_for_berts_uncased_pipeline():
     encoder = PairEncoder(cased, max_length=64)
     assert encoder.fast and encoder._words is None
     assert encoder._token_ids("DEWALT Drill") == encoder._single.encode("DEWALT Drill", add_special_tokens=False).ids
+
+
+def test_text_and_word_caches_are_bounded(monkeypatch):
+    from shoprank.serving import tokenizer
+
+    monkeypatch.setattr(tokenizer, "TEXT_CACHE_ENTRIES", 5)
+    monkeypatch.setattr(tokenizer, "WORD_CACHE_ENTRIES", 7)
+    encoder = PairEncoder.from_dir(default_base_model(), max_length=64)
+    texts = [f"w{i} v{i} u{i}" for i in range(40)]  # every text new, three new words each
+    encoder.encode("q", texts)
+    assert len(encoder._texts) <= 5 and len(encoder._words) <= 7
+    reference = encoder._encode_batch(["q"] * len(texts), texts)  # still the library's ids
+    np.testing.assert_array_equal(encoder.encode("q", texts)["input_ids"], reference["input_ids"])
