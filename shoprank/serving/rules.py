@@ -257,7 +257,7 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
     if rules.needs_attributes and attributes is None:
         raise RequestError(f"{config.RULES} {_attribute_rule(rules)} needs product attributes: send "
                            f"{config.CANDIDATE_IDS} (resolved against the catalog)")
-    relevance = sigmoid(logits).astype(np.float32)
+    relevance = sigmoid(logits)  # float32
     final = relevance.astype(np.float64)
     if rules.objective in ("expected_value", "page_value"):
         a = attributes
