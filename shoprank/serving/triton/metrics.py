@@ -159,8 +159,8 @@ class ModelMetrics:
 
     def profile(self, source: str) -> None:
         """Counted once per request, added to the counters at most once every FLUSH_S (each
-        increment is a round trip to the server, as costly as the rest of an anonymous request's
-        shopper step); an outage at once, since an alert waits for it and it is rare."""
+        increment is a round trip from the stub to the server, which every request would pay);
+        an outage at once, since an alert waits for it and it is rare."""
         if self._profiles:
             self._safely(lambda: self._count_profile(source))
 
