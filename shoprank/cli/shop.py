@@ -117,10 +117,15 @@ def rules_bench(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--baseline", default="HEAD",
                         help="git revision whose tokenizer and sorter the rank-50 path is compared with")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the sorter cases this many times in turn (a p99 per round, and pooled)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.requests < 100:
+        print("shoprank rules-bench: --rounds must be >= 1 and --requests >= 100 (a p99 needs them)")
+        return 2
     if not Path(args.catalog).exists():
         print(f"shoprank rules-bench: no catalog at {args.catalog}: run make catalog first")
         return 2
     run(args.model_dir, args.engine, args.catalog, config.REPORTS_DIR / "rules_bench.json", args.requests,
-        baseline=args.baseline)
+        baseline=args.baseline, rounds=args.rounds)
     return 0

@@ -33,3 +33,9 @@ def test_status_without_a_server_says_so(capsys):
 
     assert main(["status", "--http-port", str(free_ports(1)[0])]) == 1
     assert capsys.readouterr().out.strip().startswith("not ready")
+
+
+def test_rules_bench_refuses_too_few_rounds_or_requests_in_one_line(capsys):
+    assert main(["rules-bench", "--rounds", "0"]) == 2
+    assert main(["rules-bench", "--requests", "20"]) == 2
+    assert capsys.readouterr().out.count("--rounds must be >= 1 and --requests >= 100") == 2
