@@ -4,7 +4,8 @@ One server, one run, requests one at a time, each request's compute time read as
 the model's `compute_infer` statistics:
   * sorter with every rule at N = 1,000 candidates (catalog attributes, which carry the ids as
     codes; either objective, filters, pins, boost, diversity, exploration, trace), called
-    directly (the ranker's cost at N = 1,000 is not the sorter's);
+    directly (the ranker's cost at N = 1,000 is not the sorter's), in `rounds` rounds: a p99
+    per round and pooled (a p99 of 300 requests is their third-slowest, one host hiccup away);
   * the rank-50 path without rules: the tokenizer and sorter of a baseline git revision (HEAD by
     default, `--baseline REV`: the code before rules existed, say; its whole shoprank package,
     extracted beside the repository), loaded beside today's as `*_head` models, against the
