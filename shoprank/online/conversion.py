@@ -38,7 +38,7 @@ from ..serving.catalog import ATTRIBUTES, Catalog, load_catalog
 from ..serving.client import Shown
 from ..serving.engine import sigmoid
 from ..serving.rules import MAX_CLICK_EXPONENT, apply_rules, parse_rules
-from .feedback import FeedbackStore, read_frames
+from .feedback import experiment_log, read_frames
 from .shop import ShopConfig, Shoppers, click_lift, purchase_probability, simulate_page, synthetic_catalog
 from .world import build_world, examination
 
@@ -421,9 +421,7 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
     # 1. log: relevance order with exploration, into a feedback store (pseudonymous user ids)
     db = work / f"feedback-{seed}.sqlite"
     base_rules = parse_rules({})
-    # An unbounded queue: the serving path's store drops records when its writer lags (a busy
-    # machine), which would silently thin this experiment's log; a lost record is an error here.
-    with FeedbackStore(db, pseudonym_key_file=work / "user_id.key", queue_size=0) as store:
+    with experiment_log(db, work / "user_id.key") as store:
         for day in range(cfg.log_days):
             for s in range(shop.sessions_per_day):
                 shopper, q = people.pick(), rnd.choices(traffic, weights)[0]
@@ -438,10 +436,6 @@ def run_seed(cfg: ConversionConfig, seed: int, scorer: Scorer, work: Path, polic
                                         user_id=shopper.user_id, randomized=randomized, ts=ts)
                 simulate_page(shopper, q, shown, truth, shop, rnd, store, rid, ts)
             people.next_day()
-        store.flush()
-        lost = store.stats()["dropped"] + store.stats()["errors"]
-    if lost:
-        raise RuntimeError(f"seed {seed}: the feedback log lost {lost} records ({db})")
 
     # 2. learn p(purchase | click) both ways (per product; the head), each into a catalog (SQLite)
     p_click = {(q.query, t): float(v) for q in traffic

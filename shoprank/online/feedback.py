@@ -32,6 +32,7 @@ full the record is DROPPED and counted (`stats()["dropped"]`), and a failing wri
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sqlite3
@@ -223,6 +224,20 @@ class FeedbackStore:
     def purge(self, older_than_days: float | None = None, now: float | None = None) -> dict:
         """Retention: delete impressions (with their shown rows) and events older than the cut-off."""
         return purge(self.path, self.retention_days if older_than_days is None else older_than_days, now)
+
+
+@contextlib.contextmanager
+def experiment_log(path: str | Path, pseudonym_key_file: str | Path):
+    """A FeedbackStore for an experiment's simulated log, which must keep every record: its queue
+    is unbounded (the serving path's store drops records when its writer lags on a busy machine,
+    which would silently thin the log), and a record dropped, failed or still unwritten when it
+    has closed is a RuntimeError naming the count."""
+    with FeedbackStore(path, queue_size=0, pseudonym_key_file=pseudonym_key_file) as store:
+        yield store
+    stats = store.stats()
+    lost = stats["dropped"] + stats["errors"] + stats["queued"]
+    if lost:
+        raise RuntimeError(f"the feedback log {path} lost {lost} records")
 
 
 def _write_batch(conn, path, batch) -> tuple:

@@ -56,7 +56,7 @@ from ..serving.tokenizer import PairEncoder
 from ..training.head import fit_offset_head
 from .catalog_affinity import CATALOG_FEATURES, PriceScale, catalog_features, choose_shrinkage
 from .exposure import EXPOSURE_FEATURES, choose_strength, click_rate_bins, exposure_features, history_counts
-from .feedback import FeedbackStore
+from .feedback import experiment_log
 from .posterior import posterior_features
 from .profile_feed import behaviour_from_frames
 from .propensities import estimate_propensities
@@ -301,13 +301,8 @@ def run_seed(cfg: PersonalizeConfig, seed: int, pool: list[PoolQuery], base: dic
     key_file = work / "user_id.key"
     shop = replace(cfg.shop, seed=seed, top_k=cfg.top_k, eta=cfg.eta)
     started = time.time()
-    # An unbounded queue: the serving path's store drops records when its writer lags (a busy
-    # machine), which would silently thin this experiment's log; a lost record is an error here.
-    with FeedbackStore(db, pseudonym_key_file=key_file, queue_size=0) as store:
+    with experiment_log(db, key_file) as store:
         requests, products = simulate_days(shop, cfg.days, pool, lambda q: base[q.query], store, cfg.favourite_share)
-        lost = store.stats()["dropped"] + store.stats()["errors"]
-    if lost:
-        raise RuntimeError(f"seed {seed}: the feedback log lost {lost} records ({db})")
     frames = read_frames(db)
     logged = _read_log(frames, requests, key_file)
     theta = estimate_propensities(*frames)

@@ -159,3 +159,15 @@ def test_user_ids_are_stored_as_keyed_pseudonyms_and_files_are_owner_only(tmp_pa
     assert email.encode() not in raw
     for path in (key_a, tmp_path / "a.sqlite"):
         assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, f"{path} is readable by others"
+
+
+def test_experiment_log_keeps_every_record_or_says_how_many_it_lost(tmp_path):
+    shown = [Shown(0, "DEWALT drill", 0.9)]
+    with fb.experiment_log(tmp_path / "ok.sqlite", tmp_path / "key") as store:
+        for i in range(2000):
+            store.record_impression(f"r{i}", "drill", shown, ts=1000.0)
+    assert len(read_frames(tmp_path / "ok.sqlite")[0]) == 2000
+    with pytest.raises(RuntimeError, match=r"lost 1 records"), \
+            fb.experiment_log(tmp_path / "dup.sqlite", tmp_path / "key") as store:
+        store.record_impression("same", "drill", shown, ts=1000.0)
+        store.record_impression("same", "drill", shown, ts=1000.0)  # a duplicate id fails its write
