@@ -269,10 +269,11 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
         final = final * np.power(np.maximum(conversion * value, 0.0), rules.value_weight)
     if rules.boost is not None:
         column = attributes[:, COLUMN[rules.boost[0]]]
-        known = column if not np.isnan(column).any() else column[~np.isnan(column)]
+        missing = np.isnan(column)
+        known = column[~missing] if missing.any() else column
         low, high = (known.min(), known.max()) if len(known) else (0.0, 0.0)
         if high > low:  # unknown (NaN) scales to 0: no boost
-            final = final * (1.0 + rules.boost[1] * _filled((column - low) / (high - low), 0.0))
+            final = final * (1.0 + rules.boost[1] * np.where(missing, 0.0, (column - low) / (high - low)))
     keep = np.ones(n, dtype=bool)
     # Ids are matched by their codes (catalog.id_code) in ATTRIBUTES: no id string is decoded.
     codes = attributes[:, COLUMN["id_code"]] if rules.needs_ids else None
@@ -322,7 +323,7 @@ def apply_rules(logits: np.ndarray, top_k: int, rules: Rules, attributes: np.nda
     if rules.trace:
         if by_relevance is None:
             by_relevance = _by_relevance(allowed, logits)
-        page.trace = _trace(page, logits, final, by_relevance, ids, rules, moved)
+        page.trace = _trace(page, len(logits), by_relevance, ids, rules, moved)
     return page
 
 
@@ -473,14 +474,14 @@ def _pin(order: np.ndarray, pins: tuple, codes: np.ndarray, keep: np.ndarray, mo
     return out
 
 
-def _trace(page: Page, logits, final, by_relevance, ids, rules: Rules, moved: np.ndarray) -> dict:
+def _trace(page: Page, n: int, by_relevance, ids, rules: Rules, moved: np.ndarray) -> dict:
     """Columns (numpy arrays, lists for strings), one entry per returned item: id (when `ids` are
     given), relevance_position (its place in the relevance order of the allowed candidates) and
     moved_by (the rules that moved it there, "+"-joined; "" when it sits where relevance put it).
     The item's index, relevance and final score are the page's own arrays (the sorter's INDICES,
     SCORES and FINAL_SCORES outputs), not repeated: at N = 1,000 they were most of the trace's
     cost. RankClient.rank_products puts them back into its trace (client.full_trace)."""
-    relevance_position = np.empty(len(logits), dtype=np.int64)
+    relevance_position = np.empty(n, dtype=np.int64)
     relevance_position[by_relevance] = np.arange(len(by_relevance))
     shown = page.indices
     position, bits = relevance_position[shown], moved[shown]
