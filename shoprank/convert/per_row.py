@@ -117,15 +117,13 @@ def calibrate_zero_points(fp32_path: str | Path, model_dir: str | Path, tensors:
 
 def graph_links(graph) -> tuple[dict, dict[str, list]]:
     """(producer of each tensor, consumers of each tensor) of a graph's nodes."""
-    return {out: node for node in graph.node for out in node.output}, consumers_of(graph)
-
-
-def consumers_of(graph) -> dict[str, list]:
-    out: dict[str, list] = {}
+    producer: dict = {}
+    consumers: dict[str, list] = {}
     for node in graph.node:
+        producer.update((out, node) for out in node.output)
         for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
+            consumers.setdefault(name, []).append(node)
+    return producer, consumers
 
 
 def per_row_activations(model, zero_points: dict[str, int] | None = None):
