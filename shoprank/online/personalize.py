@@ -425,8 +425,9 @@ def _one_preference_policies(oracle: ScoringHead, base: dict, posterior: dict, p
 
     def only(source, j):
         def policy(it):
-            x = np.zeros_like(source(it))
-            x[:, j] = source(it)[:, j]
+            features = source(it)
+            x = np.zeros_like(features)
+            x[:, j] = features[:, j]
             return oracle.logits(base[it.request.query.query], x)
         return policy
     return {f"{name}:{feature}": only(source, j) for name, source in sources.items()
