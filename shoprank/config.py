@@ -103,7 +103,12 @@ RANKER_MAX_BATCH = 1024     # rows (candidate pairs) one ranker execution may ho
 # delay only adds to every lone request. The measured effect of this and the engine settings
 # below: docs/benchmark.md, "What made it fast".
 RANKER_QUEUE_DELAY_US = 0
-ENGINE_THREADS = _env("ENGINE_THREADS", 0)  # 0: ONNX Runtime uses every core for one call
+# Cores one engine call uses (0: every core). Its length chunks run side by side, each on ONE
+# core: ONNX Runtime's per-op thread hand-offs cost more than they save on ops this small.
+ENGINE_THREADS = _env("ENGINE_THREADS", 0)
+# ONNX Runtime's fused SkipLayerNormalization is slower on CPU than the Add and LayerNormalization
+# it replaces, in the INT8 graphs (docs/benchmark.md, "What made it fast").
+ENGINE_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 # Rows are scored in length-sorted chunks of at most this many tokens (rows x the chunk's
 # longest pair), each cut to its own longest pair: on CPU every padded position costs as much
 # as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache.

@@ -1,7 +1,9 @@
 """ONNX Runtime ranking engine: the CPU stand-in for TensorRT, shared by Triton and tools."""
 from __future__ import annotations
 
+import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +11,16 @@ import numpy as np
 from .. import config
 
 
+def engine_workers(threads: int = config.ENGINE_THREADS) -> int:
+    """How many cores one engine call uses (0: every core)."""
+    return max(1, threads or (os.cpu_count() or 1))
+
+
 def session_options(threads: int = config.ENGINE_THREADS, spinning: bool = config.ENGINE_SPINNING):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    # One call should use every core: a single rank request is one big batch.
-    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.intra_op_num_threads = engine_workers(threads)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not spinning:
@@ -52,8 +58,9 @@ def length_chunks(lengths: np.ndarray, chunk_tokens: int) -> list[np.ndarray]:
 class OrtEngine:
     """Scores engine inputs (int32 [N, L]) -> logits float32 [N].
 
-    chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS); 0: one call over the
-    batch as padded. A row's logit depends only on that row, so it is the same whichever rows
+    chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS), the chunks run side by
+    side on `threads` workers (0: one per core), each chunk on one core; 0: one call over the batch
+    as padded, on `threads` cores. A row's logit depends only on that row, so it is the same whichever rows
     share its call or chunk (other candidates, other requests the batcher merged), up to float
     rounding (padding is masked), for FP32, static (QDQ) INT8 and `make int8`'s INT8, which
     quantizes activations with one scale per row (shoprank.convert.per_row). Not so for ONNX
@@ -70,8 +77,13 @@ class OrtEngine:
         if not self.path.exists():
             raise FileNotFoundError(f"no ONNX engine at {self.path}")
         self.chunk_tokens = int(chunk_tokens)
-        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning),
-                                            providers=["CPUExecutionProvider"])
+        self.workers = engine_workers(threads) if self.chunk_tokens else 1
+        # Chunks run side by side, one core each (config.ENGINE_THREADS says why); a session's
+        # run() is safe to call from several threads at once.
+        options = session_options(1 if self.chunk_tokens else threads, spinning)
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=list(config.ENGINE_DISABLED_OPTIMIZERS))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="engine") if self.workers > 1 else None
 
     def _run(self, feeds: dict) -> np.ndarray:
         return self.session.run([config.ENGINE_OUTPUT], feeds)[0].reshape(-1).astype(np.float32)
@@ -84,10 +96,18 @@ class OrtEngine:
         if not self.chunk_tokens:
             return self._run({k: np.ascontiguousarray(v) for k, v in feeds.items()})
         lengths = row_lengths(feeds[config.ENGINE_INPUTS[1]])
-        out = np.empty(rows, dtype=np.float32)
-        for idx in length_chunks(lengths, self.chunk_tokens):
+        # A small request is still cut into one chunk per worker, so that every core has one.
+        budget = min(self.chunk_tokens, max(int(lengths.max()), math.ceil(int(lengths.sum()) / self.workers)))
+        chunks = length_chunks(lengths, budget)[::-1]   # longest first: the workers finish together
+
+        def score(idx: np.ndarray) -> np.ndarray:
             width = int(lengths[idx[-1]])
-            out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+            return self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+
+        out = np.empty(rows, dtype=np.float32)
+        results = self._pool.map(score, chunks) if self._pool and len(chunks) > 1 else map(score, chunks)
+        for idx, logits in zip(chunks, results):
+            out[idx] = logits
         return out
 
 

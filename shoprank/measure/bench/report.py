@@ -107,9 +107,9 @@ def markdown(report: dict) -> str:
                                              for n, v in meta["mean_tokens_per_pair"].items()) + ".",
              f"NDCG@10 on {meta['validation']['queries']} validation queries ({meta['validation']['pairs']} pairs).",
              f"Ours: Triton with {meta['ranker_instances']} ranker and {meta['tokenizer_instances']} tokenizer "
-             f"instance(s); ONNX Runtime with {meta['engine']['threads']} threads, spinning "
-             f"{'on' if meta['engine']['spinning'] else 'off'}, length-sorted chunks of <= "
-             f"{meta['engine']['chunk_tokens']} tokens; ranker queue delay "
+             f"instance(s); ONNX Runtime: length-sorted chunks of <= {meta['engine']['chunk_tokens']} tokens "
+             f"run side by side on {meta['engine']['threads']} workers of one core each (threads spinning "
+             f"{'on' if meta['engine']['spinning'] else 'off'}); ranker queue delay "
              f"{meta['engine']['ranker_queue_delay_us']} µs.",
              f"Load average at start {', '.join(f'{x:.2f}' for x in meta['start']['loadavg'])}; at end "
              f"{', '.join(f'{x:.2f}' for x in meta['end']['loadavg'])} (`uptime`: {meta['end']['uptime']}); "

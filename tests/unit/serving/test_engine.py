@@ -43,3 +43,16 @@ def test_int8_chunked_logits_equal_one_padded_call(tiny_model, onnx_int8, valid_
 def test_empty_batch_gives_no_logits(onnx_fp32):
     empty = {name: np.zeros((0, 8), np.int32) for name in ("input_ids", "attention_mask", "token_type_ids")}
     assert OrtEngine(onnx_fp32).logits(empty).shape == (0,)
+
+
+def test_workers_score_a_requests_chunks_side_by_side_with_the_same_logits(tiny_model, onnx_int8, valid_pairs):
+    import threading
+
+    encoder = PairEncoder.from_dir(tiny_model, max_length=48)
+    batch = encoder.encode("cordless drill", valid_pairs["text"].drop_duplicates().tolist()[:12])
+    alone = OrtEngine(onnx_int8, threads=1).logits(batch)
+    engine, threads = OrtEngine(onnx_int8, threads=3), set()
+    run = engine._run
+    engine._run = lambda feeds: threads.add(threading.current_thread().name) or run(feeds)
+    np.testing.assert_allclose(engine.logits(batch), alone, atol=1e-6)
+    assert len(threads) > 1     # a request this small is still cut into one chunk per worker
