@@ -12,9 +12,10 @@ a scale for every row. Here each DynamicQuantizeLinear becomes a QuantizeLinear 
 where [low, high] is the activation's range on the calibration pairs clipped at the
 PERCENTILE-th percentile on both sides (an outlier would spend the codes on values that almost
 never occur) and always containing 0; and each MatMulInteger -> Cast -> Mul(activation scale x
-weight scale) becomes one MatMulIntegerToFloat. A value beyond the range saturates: the quality
-gate that every INT8 build passes (shoprank.convert.int8) measures what that costs. The ranges
-are part of the model: a re-export is recalibrated by the same build step.
+weight scale) -> Add(bias) becomes one MatMulIntegerToFloat with that bias. A value beyond the
+range saturates: the quality gate that every INT8 build passes (shoprank.convert.int8) measures
+what that costs. The ranges are part of the model: a re-export is recalibrated by the same build
+step.
 """
 from __future__ import annotations
 
@@ -73,8 +74,15 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
             dequantize, weight_scale = dequantization(node, consumers, producer)
             a_scale = producer[node.input[0]].output[1]
             a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
-            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, weight_scale, a_zero, b_zero],
-                                          [dequantize[1].output[0]], f"{node.name}/calibrated", domain=MS_DOMAIN))
+            output, bias_add = dequantize[1].output[0], _bias_add(dequantize[1], b, consumers, graph)
+            bias = ""
+            if bias_add is not None:
+                # The bias too: one kernel instead of a GEMM and an Add over the whole output.
+                bias = next(i for i in bias_add.input if i != output)
+                output = bias_add.output[0]
+                replaced.add(bias_add.name)
+            nodes.append(helper.make_node("MatMulIntegerToFloat", [a, b, a_scale, weight_scale, a_zero, b_zero, bias],
+                                          [output], f"{node.name}/calibrated", domain=MS_DOMAIN))
             replaced |= {n.name for n in dequantize}
         else:
             nodes.append(node)
@@ -83,3 +91,15 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return model
+
+
+def _bias_add(scaling, weight: str, consumers: dict, graph):
+    """The (named) Add of a constant vector, one value per output column of `weight`, that is the
+    only consumer of a MatMul's scaled output; None if there is none."""
+    users = consumers.get(scaling.output[0], [])
+    if len(users) != 1 or users[0].op_type != "Add" or not users[0].name:
+        return None
+    other = [i for i in users[0].input if i != scaling.output[0]]
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    columns = dims.get(weight, [None])[-1]
+    return users[0] if len(other) == 1 and dims.get(other[0]) == [columns] else None

@@ -30,6 +30,8 @@ def _session(model):
 def test_rewritten_graph_computes_constant_scale_quantization(tmp_path):
     model, w_q, w_scale, bias = _quantized_linear(tmp_path, -2.0, 3.0)
     assert is_calibrated(model) and not quantized_tensors(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["QuantizeLinear", "MatMulIntegerToFloat"]   # the bias inside the GEMM's kernel
     x = np.random.default_rng(1).normal(size=(3, 5, K)).astype(np.float32)
     x[0, 1] *= 40.0     # beyond the range: saturates, and coarsens nothing else
     scale, z = scale_and_zero_point(-2.0, 3.0)
