@@ -70,7 +70,8 @@ class OrtEngine:
     """
 
     def __init__(self, onnx_path: str | Path, threads: int = config.ENGINE_THREADS,
-                 chunk_tokens: int = config.ENGINE_CHUNK_TOKENS, spinning: bool = config.ENGINE_SPINNING):
+                 chunk_tokens: int = config.ENGINE_CHUNK_TOKENS, spinning: bool = config.ENGINE_SPINNING,
+                 disabled_optimizers: tuple[str, ...] = config.ENGINE_DISABLED_OPTIMIZERS):
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
@@ -82,7 +83,7 @@ class OrtEngine:
         # run() is safe to call from several threads at once.
         options = session_options(1 if self.chunk_tokens else threads, spinning)
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=list(config.ENGINE_DISABLED_OPTIMIZERS))
+                                            disabled_optimizers=list(disabled_optimizers))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="engine") if self.workers > 1 else None
 
     def _run(self, feeds: dict) -> np.ndarray:
