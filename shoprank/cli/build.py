@@ -200,7 +200,7 @@ def engine(argv: list[str]) -> int:
 def distill(argv: list[str]) -> int:
     from ..convert.student import build_student
     from ..quality.gate import MAX_NDCG_DROP
-    from ..training.distill import DISTILL_WEIGHT, EPOCHS, LAYERS, LR
+    from ..training.distill import DISTILL_WEIGHT, EPOCHS, INTERMEDIATE, LAYERS, LR
 
     parser = argparse.ArgumentParser(prog="shoprank distill", description="compress the fine-tuned ranker: fewer "
                                      "layers, distilled, ONNX + INT8, gated against the full model's FP32")
@@ -213,10 +213,15 @@ def distill(argv: list[str]) -> int:
     parser.add_argument("--lr", type=float, default=LR)
     parser.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT)
     parser.add_argument("--max-ndcg-drop", type=float, default=MAX_NDCG_DROP)
+    parser.add_argument("--intermediate", type=int, default=INTERMEDIATE,
+                        help=f"cut each layer's feed-forward block to at most this many units (default "
+                             f"{INTERMEDIATE}; 0: keep them whole)")
     args = parser.parse_args(argv)
+    if args.intermediate < 0:
+        parser.error("--intermediate must be 0 (keep the feed-forward blocks whole) or a number of units")
     try:
         report = build_student(args.teacher, args.teacher_onnx, args.layers, args.out_dir, args.onnx_dir,
-                               args.epochs, args.lr, args.distill_weight, args.max_ndcg_drop)
+                               args.epochs, args.lr, args.distill_weight, args.max_ndcg_drop, args.intermediate)
     except GateRefused as exc:
         print(f"distilled model refused: {exc}", file=sys.stderr)
         return 2  # as documented: 2 = refused by the gate, 1 = the build itself failed

@@ -1,4 +1,4 @@
-"""`make distill`: the fine-tuned model compressed to fewer layers and served as INT8, gated.
+"""`make distill`: the fine-tuned model compressed to fewer, narrower layers and served as INT8, gated.
 
 Steps: distil the student (shoprank.training.distill), export its ONNX (parity-checked), then
 INT8 with every MatMul quantized; the gate that decides is what would be served (the student's
@@ -18,7 +18,7 @@ from .. import config
 from ..data.split import model_pairs
 from ..errors import BuildError, GateRefused
 from ..quality.gate import MAX_NDCG_DROP, gate_engines
-from ..training.distill import DISTILL_WEIGHT, EPOCHS, LAYERS, LR, distill_student, student_dir
+from ..training.distill import DISTILL_WEIGHT, EPOCHS, INTERMEDIATE, LAYERS, LR, distill_student, student_dir
 from .int8 import quantize_int8
 from .onnx_export import export_onnx
 
@@ -31,7 +31,8 @@ INT8_CHOICES = tuple((activations, float_layers) for activations in ("calibrated
 def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Path | None = None,
                   layers: int = LAYERS, out_dir: str | Path | None = None, onnx_dir: str | Path | None = None,
                   epochs: float = EPOCHS, lr: float = LR, distill_weight: float = DISTILL_WEIGHT,
-                  max_ndcg_drop: float = MAX_NDCG_DROP, log=print) -> dict:
+                  max_ndcg_drop: float = MAX_NDCG_DROP, intermediate: int = INTERMEDIATE,
+                  log=print) -> dict:
     """Distil, export, quantize and gate (module doc). Returns the report; raises GateRefused
     (after writing the report) when no INT8 student passes."""
     teacher = Path(teacher)
@@ -40,8 +41,9 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
         raise FileNotFoundError(f"{teacher_onnx} not found: run `make onnx` for the teacher first")
     out_dir = Path(out_dir or student_dir(teacher, layers))
     onnx_dir = Path(onnx_dir or config.ARTIFACTS_DIR / f"onnx-l{layers}")
-    summary = distill_student(teacher, layers, out_dir, epochs, lr, distill_weight)
-    log(f"student: {layers} layers, distilled in {summary['train_seconds']} s; "
+    summary = distill_student(teacher, layers, out_dir, epochs, lr, distill_weight, intermediate)
+    log(f"student: {layers} layers, feed-forward blocks of at most {intermediate or 'all'} units, "
+        f"distilled in {summary['train_seconds']} s; "
         f"best valid NDCG@10 {summary['best']['ndcg@10']:.4f}")
     fp32, int8 = config.onnx_file("fp32", onnx_dir), config.onnx_file("int8", onnx_dir)
     export_onnx(out_dir, fp32)
@@ -62,7 +64,8 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
         log(f"student {what} vs teacher FP32: " + ("passed" if verdict["passed"] else f"refused: {verdict['reason']}"))
         if verdict["passed"]:
             break
-    report = {"teacher": str(teacher), "student": str(out_dir), "layers": layers, "int8": str(int8),
+    report = {"teacher": str(teacher), "student": str(out_dir), "layers": layers, "intermediate": intermediate,
+              "int8": str(int8),
               "tried": tried, "passed": bool(tried and tried[-1].get("passed"))}
     (onnx_dir / "distill_gate.json").write_text(json.dumps(report, indent=2, default=float))
     if not report["passed"]:

@@ -1,5 +1,6 @@
-"""Distillation: a student cut to fewer layers of the fine-tuned teacher, trained on the teacher's
-data with (1 - w) x the pointwise loss on the labels + w x MSE to the teacher's logits.
+"""Distillation: a student cut to fewer layers of the fine-tuned teacher, and to narrower
+feed-forward blocks, trained on the teacher's data with (1 - w) x the pointwise loss on the labels
++ w x MSE to the teacher's logits.
 
 Layers are cut evenly (first and last kept, model.keep_layers): on CPU time is linear in layers,
 and a student cut from the fine-tuned model starts close to it. Its engines and quality gate
@@ -14,6 +15,10 @@ from ..model_card import model_max_length, read_model_card
 from .finetune import TrainConfig, finetune
 
 LAYERS = 3
+# Each layer's feed-forward block cut to at most this many units (of MiniLM's 1,536) before
+# distilling: its GEMMs and GELU are half of a layer's time on CPU, and the demo model's student
+# lost nothing in the gate for it (docs/benchmark.md, "Compression"). 0: keep them whole.
+INTERMEDIATE = 1024
 EPOCHS = 3.0
 LR = 1e-4
 DISTILL_WEIGHT = 0.8
@@ -24,12 +29,15 @@ def student_dir(teacher: str | Path, layers: int = LAYERS) -> Path:
 
 
 def distill_student(teacher: str | Path, layers: int = LAYERS, out_dir: str | Path | None = None,
-                    epochs: float = EPOCHS, lr: float = LR, distill_weight: float = DISTILL_WEIGHT) -> dict:
-    """Train the student (see module doc) into out_dir (default <teacher>-l<layers>); finetune's summary."""
+                    epochs: float = EPOCHS, lr: float = LR, distill_weight: float = DISTILL_WEIGHT,
+                    intermediate: int = INTERMEDIATE) -> dict:
+    """Train the student (see module doc) into out_dir (default <teacher>-l<layers>); finetune's summary.
+    intermediate > 0: its feed-forward blocks cut to at most that many units too (model.keep_intermediate)."""
     card = read_model_card(teacher)
     if not card:
         raise FileNotFoundError(f"{teacher} has no model card (shoprank.json): fine-tune it first (make finetune)")
     return finetune(TrainConfig(data=card.get("data"), mapping=card.get("mapping", "auto"), base_model=str(teacher),
                                 out_dir=str(out_dir or student_dir(teacher, layers)), epochs=epochs, lr=lr,
                                 max_length=model_max_length(teacher), seed=card.get("seed", config.SEED),
-                                keep_layers=layers, teacher=str(teacher), distill_weight=distill_weight))
+                                keep_layers=layers, intermediate=intermediate, teacher=str(teacher),
+                                distill_weight=distill_weight))

@@ -58,6 +58,38 @@ def keep_layers(model, count: int) -> list[int]:
     return keep
 
 
+def keep_intermediate(model, size: int) -> None:
+    """Cut every layer's feed-forward block to its `size` most important hidden units, in place
+    (a block of at most `size` units stays as it is).
+
+    A unit's importance is the norm of the weights into it times the norm of the weights out of
+    it: a unit that reads little or writes little changes the layer's output little. The
+    feed-forward GEMMs and GELU are about half of a small BERT's time on CPU, and a student cut
+    from the fine-tuned model this way is distilled back like a layer-cut one.
+    """
+    import torch
+
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no encoder.layer list: cannot cut its feed-forward blocks")
+    if size < 1:
+        raise ValueError(f"intermediate size must be at least 1, got {size}")
+    if size >= model.config.intermediate_size:
+        return
+    for layer in layers:
+        up, down = layer.intermediate.dense, layer.output.dense
+        importance = up.weight.norm(dim=1) * down.weight.norm(dim=0)
+        keep = torch.sort(torch.topk(importance, size).indices).values
+        new_up, new_down = torch.nn.Linear(up.in_features, size), torch.nn.Linear(size, down.out_features)
+        with torch.no_grad():
+            new_up.weight.copy_(up.weight[keep])
+            new_up.bias.copy_(up.bias[keep])
+            new_down.weight.copy_(down.weight[:, keep])
+            new_down.bias.copy_(down.bias)
+        layer.intermediate.dense, layer.output.dense = new_up, new_down
+    model.config.intermediate_size = size
+
+
 def build_tiny_model(out_dir: str | Path, tokenizer_source: str | Path | None = None) -> Path:
     """A tiny randomly initialised BERT with the real tokenizer: fast tests of the whole path."""
     import torch

@@ -14,7 +14,7 @@ from shoprank.model_card import read_model_card
 from shoprank.serving.tokenizer import PairEncoder
 from shoprank.training.batches import shuffled_batches
 from shoprank.training.finetune import TrainConfig, finetune
-from shoprank.training.model import build_tiny_model, keep_layers, load_cross_encoder, predict_probs
+from shoprank.training.model import build_tiny_model, keep_intermediate, keep_layers, load_cross_encoder, predict_probs
 from tests.conftest import TEST_MAX_LENGTH
 
 
@@ -36,6 +36,33 @@ def test_keep_layers_keeps_first_and_last_evenly(build_dir):
     assert model.config.num_hidden_layers == 1
     with pytest.raises(ValueError, match="1..1"):
         keep_layers(model, 2)
+
+
+def test_keep_intermediate_keeps_the_units_that_matter_and_the_layer_still_computes():
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=32, num_labels=1)).eval()
+    layer = model.bert.encoder.layer[0]
+    with torch.no_grad():   # 24 of the 32 units read nothing: their loss changes nothing
+        layer.intermediate.dense.weight[8:] = 0.0
+        layer.intermediate.dense.bias[8:] = -20.0    # GELU(-20) = 0: they write nothing either
+    ids = torch.randint(0, 100, (3, 7))
+    before = model(input_ids=ids).logits
+    up = layer.intermediate.dense.weight[:8].clone()
+    keep_intermediate(model, 8)
+    assert model.config.intermediate_size == 8
+    assert all(lay.intermediate.dense.out_features == 8 and lay.output.dense.in_features == 8
+               for lay in model.bert.encoder.layer)
+    assert torch.equal(model.bert.encoder.layer[0].intermediate.dense.weight, up)   # the units that read
+    after = model(input_ids=ids).logits   # layer 1 lost units too, so only layer 0's part is exact
+    assert after.shape == before.shape and torch.isfinite(after).all()
+    keep_intermediate(model, 100)     # a block already that small stays as it is
+    assert model.bert.encoder.layer[0].intermediate.dense.out_features == 8
+    with pytest.raises(ValueError, match="at least 1"):
+        keep_intermediate(model, 0)
 
 
 def test_distilled_student_has_fewer_layers_learns_the_teacher_and_records_it(tiny_model, build_dir):
