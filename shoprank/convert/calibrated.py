@@ -61,6 +61,7 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
     if not quantized_tensors(model):
         raise BuildError("the graph has no DynamicQuantizeLinear to calibrate (not a dynamic INT8 graph)")
     producer, consumers = graph_links(graph)
+    dims = {t.name: list(t.dims) for t in graph.initializer}   # the weights' and biases' shapes
     replaced, nodes = set(), []
     for node in graph.node:
         if node.op_type == "DynamicQuantizeLinear":
@@ -74,7 +75,7 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
             dequantize, weight_scale = dequantization(node, consumers, producer)
             a_scale = producer[node.input[0]].output[1]
             a, b, a_zero, b_zero = (list(node.input) + ["", ""])[:4]
-            output, bias_add = dequantize[1].output[0], _bias_add(dequantize[1], b, consumers, graph)
+            output, bias_add = dequantize[1].output[0], _bias_add(dequantize[1], b, consumers, dims)
             bias = ""
             if bias_add is not None:
                 # The bias too: one kernel instead of a GEMM and an Add over the whole output.
@@ -93,13 +94,13 @@ def calibrated_activations(model, ranges: dict[str, tuple]):
     return model
 
 
-def _bias_add(scaling, weight: str, consumers: dict, graph):
+def _bias_add(scaling, weight: str, consumers: dict, dims: dict):
     """The (named) Add of a constant vector, one value per output column of `weight`, that is the
-    only consumer of a MatMul's scaled output; None if there is none."""
+    only consumer of a MatMul's scaled output; None if there is none. `dims`: the shapes of the
+    graph's initializers."""
     users = consumers.get(scaling.output[0], [])
     if len(users) != 1 or users[0].op_type != "Add" or not users[0].name:
         return None
     other = [i for i in users[0].input if i != scaling.output[0]]
-    dims = {t.name: list(t.dims) for t in graph.initializer}
     columns = dims.get(weight, [None])[-1]
     return users[0] if len(other) == 1 and dims.get(other[0]) == [columns] else None
