@@ -125,7 +125,7 @@ bench: venv bench-venv  ## side-by-side speed and quality: naive PyTorch, CrossE
 shoppers: venv  ## simulated shoppers against the running server, logged into $(FEEDBACK_DB) (traffic for make update)
 	$(SHOPRANK) shoppers --url $(HOST):$(GRPC_PORT) --feedback-db "$(FEEDBACK_DB)" $(SIMULATE_ARGS)
 
-distill: venv  ## compress: cut $(MODEL) to LAYERS (3) layers, feed-forward blocks to 1,024 units (DISTILL_ARGS=--intermediate 0: whole), distil, ONNX + INT8, gated vs the full FP32 -> $(MODEL)-l$(LAYERS)
+distill: venv  ## compress: cut $(MODEL) to LAYERS (3) layers, feed-forward blocks to 1,024 units, attention to 8 heads (DISTILL_ARGS=--intermediate 0 --heads 0: whole), distil, ONNX + INT8, gated vs the full FP32 -> $(MODEL)-l$(LAYERS)
 	$(SHOPRANK) distill --teacher "$(MODEL)" --teacher-onnx "$(ONNX_DIR)/model.fp32.onnx" --layers $(LAYERS) $(DISTILL_ARGS)
 
 update: venv  ## online learning: feedback log -> fine-tune -> gate -> next ranker version, loaded live (UPDATE_ARGS=)

@@ -200,7 +200,8 @@ def engine(argv: list[str]) -> int:
 def distill(argv: list[str]) -> int:
     from ..convert.student import build_student
     from ..quality.gate import MAX_NDCG_DROP
-    from ..training.distill import DISTILL_WEIGHT, EPOCHS, INTERMEDIATE, LAYERS, LR
+    from ..training.distill import ACTIVATION, DISTILL_WEIGHT, EPOCHS, HEADS, INTERMEDIATE, LAYERS, LR
+    from ..training.model import ACTIVATIONS
 
     parser = argparse.ArgumentParser(prog="shoprank distill", description="compress the fine-tuned ranker: fewer "
                                      "layers, distilled, ONNX + INT8, gated against the full model's FP32")
@@ -216,12 +217,21 @@ def distill(argv: list[str]) -> int:
     parser.add_argument("--intermediate", type=int, default=INTERMEDIATE,
                         help=f"cut each layer's feed-forward block to at most this many units (default "
                              f"{INTERMEDIATE}; 0: keep them whole)")
+    parser.add_argument("--heads", type=int, default=HEADS,
+                        help=f"cut each layer's attention to at most this many heads (default {HEADS}; "
+                             "0: keep them all)")
+    parser.add_argument("--activation", default=ACTIVATION, choices=(*ACTIVATIONS, "teacher"),
+                        help=f"feed-forward activation of the student (default {ACTIVATION}; "
+                             "teacher: the teacher's own)")
     args = parser.parse_args(argv)
     if args.intermediate < 0:
         parser.error("--intermediate must be 0 (keep the feed-forward blocks whole) or a number of units")
+    if args.heads < 0:
+        parser.error("--heads must be 0 (keep every attention head) or a number of heads")
     try:
         report = build_student(args.teacher, args.teacher_onnx, args.layers, args.out_dir, args.onnx_dir,
-                               args.epochs, args.lr, args.distill_weight, args.max_ndcg_drop, args.intermediate)
+                               args.epochs, args.lr, args.distill_weight, args.max_ndcg_drop, args.intermediate,
+                               args.heads, "" if args.activation == "teacher" else args.activation)
     except GateRefused as exc:
         print(f"distilled model refused: {exc}", file=sys.stderr)
         return 2  # as documented: 2 = refused by the gate, 1 = the build itself failed

@@ -40,7 +40,16 @@ from ..serving.engine import row_lengths
 from ..serving.tokenizer import PairEncoder
 from .batches import query_batches, shuffled_batches
 from .losses import pairwise_loss, pointwise_loss
-from .model import default_base_model, keep_intermediate, keep_layers, load_cross_encoder, predict_logits, predict_probs
+from .model import (
+    default_base_model,
+    keep_heads,
+    keep_intermediate,
+    keep_layers,
+    load_cross_encoder,
+    predict_logits,
+    predict_probs,
+    use_activation,
+)
 
 
 @dataclass
@@ -62,6 +71,8 @@ class TrainConfig:
     threads: int = 0                 # 0: all cores
     keep_layers: int = 0             # >0: cut the base model to this many layers (model.keep_layers)
     intermediate: int = 0            # >0: cut its feed-forward blocks to this many units (model.keep_intermediate)
+    attention_heads: int = 0         # >0: cut its attention to this many heads a layer (model.keep_heads)
+    activation: str = ""             # a feed-forward activation instead of the model's own (model.use_activation)
     teacher: str | None = None       # fine-tuned model folder whose logits the student also learns
     distill_weight: float = 0.5      # share of the loss on the teacher's logits (with teacher)
     teacher_head: bool = False       # the teacher's scoring head (MODEL/head) is the teacher
@@ -118,6 +129,10 @@ def finetune(cfg: TrainConfig) -> dict:
     kept = keep_layers(model, cfg.keep_layers) if cfg.keep_layers else None
     if cfg.intermediate:
         keep_intermediate(model, cfg.intermediate)
+    if cfg.attention_heads:
+        keep_heads(model, cfg.attention_heads)
+    if cfg.activation:
+        use_activation(model, cfg.activation)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=True)
     # Training pads to the longest pair of each batch; serving pads to buckets. Padding is
     # masked, so both give the same logits.

@@ -27,13 +27,120 @@ def load_cross_encoder(model_dir: str | Path):
     Eager attention: it exports to plain MatMul/Softmax ONNX that ONNX Runtime's transformer
     fusion and TensorRT recognise; SDPA would export a different graph.
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
-    return AutoModelForSequenceClassification.from_pretrained(
-        str(model_dir), num_labels=1, attn_implementation="eager")
+    heads = getattr(AutoConfig.from_pretrained(str(model_dir)), HEADS_KEPT, None)
+    if not heads:
+        return AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), num_labels=1, attn_implementation="eager")
+    return _load_with_heads_cut(model_dir, int(heads))
+
+
+# config.json key of a model whose attention was cut (keep_heads): Transformers has no setting for
+# heads narrower than hidden_size / num_attention_heads, so such a model is built whole, cut to
+# shape and then given its weights (_load_with_heads_cut).
+HEADS_KEPT = "shoprank_attention_heads"
+
+
+def _load_with_heads_cut(model_dir: Path, heads: int):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    weights = model_dir / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{model_dir}: its attention was cut to {heads} heads, which loads only "
+                                "from one model.safetensors file, and there is none")
+    cfg = AutoConfig.from_pretrained(str(model_dir), num_labels=1)
+    model = AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager")
+    for layer in _encoder_layers(model, "cut its attention heads"):
+        _narrow_attention(layer, list(range(heads)))
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    return model
+
+
+def _encoder_layers(model, what: str):
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no encoder.layer list: cannot {what}")
+    return layers
+
+
+def _narrow_attention(layer, heads: list[int]) -> None:
+    """Keep only `heads` (indices) of a BERT layer's self-attention: the query, key and value rows
+    of each and the output columns they feed. The forward pass takes the head count from the
+    projections' width, so nothing else changes."""
+    import torch
+
+    attention, out = layer.attention.self, layer.attention.output.dense
+    size = attention.attention_head_size
+    rows = (torch.tensor(heads)[:, None] * size + torch.arange(size)).reshape(-1)
+    for name in ("query", "key", "value"):
+        old = getattr(attention, name)
+        new = torch.nn.Linear(old.in_features, len(rows))
+        with torch.no_grad():
+            new.weight.copy_(old.weight[rows])
+            new.bias.copy_(old.bias[rows])
+        setattr(attention, name, new)
+    new_out = torch.nn.Linear(len(rows), out.out_features)
+    with torch.no_grad():
+        new_out.weight.copy_(out.weight[:, rows])
+        new_out.bias.copy_(out.bias)
+    layer.attention.output.dense = new_out
+    attention.num_attention_heads, attention.all_head_size = len(heads), len(rows)
+
+
+def attention_heads(model) -> int:
+    """Heads per layer of a BERT-style model (after any keep_heads)."""
+    attention = _encoder_layers(model, "count its attention heads")[0].attention.self
+    return attention.query.out_features // attention.attention_head_size
+
+
+ACTIVATIONS = ("relu",)  # what use_activation can give a model's feed-forward blocks
+
+
+def use_activation(model, name: str) -> None:
+    """Give every layer's feed-forward block the activation `name` instead of its own (MiniLM's is
+    GELU), in place; saved with the model (config hidden_act), so it loads and exports as such.
+
+    ReLU is one comparison where GELU is a polynomial per value, and its output is never negative,
+    which INT8 with calibrated ranges resolves finer; a student given it is distilled back."""
+    from transformers.activations import ACT2FN
+
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    for layer in _encoder_layers(model, "change its activation"):
+        layer.intermediate.intermediate_act_fn = ACT2FN[name]
+    model.config.hidden_act = name
+
+
+def keep_heads(model, count: int) -> None:
+    """Cut every layer's self-attention to its `count` most important heads, in place (a layer of
+    at most `count` heads stays as it is).
+
+    A head's importance is the norm of its value weights times the norm of the output weights it
+    feeds: what it can write into the layer's output, whatever it attends to. The projections,
+    attention scores and softmax all shrink with the heads, about a third of a small BERT's time
+    on CPU at these lengths; a student cut this way is distilled back like a layer-cut one.
+    """
+    import torch
+
+    layers = _encoder_layers(model, "cut its attention heads")
+    if count < 1:
+        raise ValueError(f"attention heads must be at least 1, got {count}")
+    total = attention_heads(model)
+    if count >= total:
+        return
+    for layer in layers:
+        attention, out = layer.attention.self, layer.attention.output.dense
+        size = attention.attention_head_size
+        reads = attention.value.weight.reshape(total, -1).norm(dim=1)
+        writes = out.weight.reshape(out.out_features, total, size).transpose(0, 1).reshape(total, -1).norm(dim=1)
+        kept = torch.sort(torch.topk(reads * writes, count).indices).values
+        _narrow_attention(layer, kept.tolist())
+    setattr(model.config, HEADS_KEPT, count)
 
 
 def keep_layers(model, count: int) -> list[int]:
@@ -69,9 +176,7 @@ def keep_intermediate(model, size: int) -> None:
     """
     import torch
 
-    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has no encoder.layer list: cannot cut its feed-forward blocks")
+    layers = _encoder_layers(model, "cut its feed-forward blocks")
     if size < 1:
         raise ValueError(f"intermediate size must be at least 1, got {size}")
     if size >= model.config.intermediate_size:

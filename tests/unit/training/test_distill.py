@@ -14,7 +14,16 @@ from shoprank.model_card import read_model_card
 from shoprank.serving.tokenizer import PairEncoder
 from shoprank.training.batches import shuffled_batches
 from shoprank.training.finetune import TrainConfig, finetune
-from shoprank.training.model import build_tiny_model, keep_intermediate, keep_layers, load_cross_encoder, predict_probs
+from shoprank.training.model import (
+    attention_heads,
+    build_tiny_model,
+    keep_heads,
+    keep_intermediate,
+    keep_layers,
+    load_cross_encoder,
+    predict_probs,
+    use_activation,
+)
 from tests.conftest import TEST_MAX_LENGTH
 
 
@@ -65,6 +74,47 @@ def test_keep_intermediate_keeps_the_units_that_matter_and_the_layer_still_compu
         keep_intermediate(model, 0)
 
 
+def test_keep_heads_drops_the_heads_that_write_nothing_and_cut_or_relu_models_save_and_load(tmp_path):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=32, num_labels=1,
+                                                     attn_implementation="eager")).eval()
+    size = 4  # 16 / 4 heads
+    with torch.no_grad():  # heads 0 and 2 of every layer read no values: they write nothing
+        for layer in model.bert.encoder.layer:
+            for head in (0, 2):
+                layer.attention.self.value.weight[head * size:(head + 1) * size] = 0.0
+                layer.attention.self.value.bias[head * size:(head + 1) * size] = 0.0
+    ids = torch.randint(0, 100, (3, 7))
+    before = model(input_ids=ids).logits
+    kept_query = model.bert.encoder.layer[0].attention.self.query.weight[[*range(4, 8), *range(12, 16)]].clone()
+    keep_heads(model, 2)
+    assert attention_heads(model) == 2
+    assert torch.equal(model.bert.encoder.layer[0].attention.self.query.weight, kept_query)  # heads 1 and 3
+    assert all(lay.attention.output.dense.in_features == 8 for lay in model.bert.encoder.layer)
+    torch.testing.assert_close(model(input_ids=ids).logits, before)  # what the cut heads wrote was nothing
+    keep_heads(model, 3)   # already that few: stays as it is
+    assert attention_heads(model) == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        keep_heads(model, 0)
+
+    model.save_pretrained(str(tmp_path))  # Transformers alone cannot load it back; load_cross_encoder can
+    loaded = load_cross_encoder(tmp_path).eval()
+    assert attention_heads(loaded) == 2
+    torch.testing.assert_close(loaded(input_ids=ids).logits, before)
+
+    use_activation(model, "relu")  # ReLU instead of GELU: other logits, and it is saved with the model
+    relu = model(input_ids=ids).logits
+    assert not torch.allclose(relu, before)
+    model.save_pretrained(str(tmp_path / "relu"))
+    torch.testing.assert_close(load_cross_encoder(tmp_path / "relu").eval()(input_ids=ids).logits, relu)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        use_activation(model, "swish")
+
+
 def test_distilled_student_has_fewer_layers_learns_the_teacher_and_records_it(tiny_model, build_dir):
     out = build_dir / "student"
     summary = finetune(TrainConfig(base_model=str(tiny_model), out_dir=str(out), max_steps=40, batch_size=32,
@@ -80,6 +130,20 @@ def test_distilled_student_has_fewer_layers_learns_the_teacher_and_records_it(ti
     teacher = predict_probs(load_cross_encoder(tiny_model), encoder, valid)
     student = predict_probs(load_cross_encoder(out), encoder, valid)
     assert np.corrcoef(teacher, student)[0, 1] > 0.5
+
+
+def test_a_student_with_fewer_heads_trains_saves_and_exports(tiny_model, tmp_path):
+    from shoprank.convert.onnx_export import export_onnx
+
+    out = tmp_path / "student"
+    summary = finetune(TrainConfig(base_model=str(tiny_model), out_dir=str(out), max_steps=3, batch_size=32,
+                                   lr=1e-3, max_length=TEST_MAX_LENGTH, evals_per_epoch=1, threads=2,
+                                   attention_heads=1, activation="relu", teacher=str(tiny_model),
+                                   distill_weight=1.0))
+    assert summary["config"]["attention_heads"] == 1 and summary["config"]["activation"] == "relu"
+    assert attention_heads(load_cross_encoder(out)) == 1  # of the tiny model's 2
+    # The ONNX export keeps the cut attention: export_onnx refuses logits that differ from PyTorch's.
+    assert export_onnx(out, tmp_path / "student.onnx")["max_abs_logit_diff"] <= 1e-4
 
 
 def test_int8_float_layers_leave_those_matmuls_in_fp32(tiny_model, onnx_fp32, tmp_path):
@@ -112,3 +176,41 @@ def test_length_grouped_batches_cover_every_row_once_and_pad_less():
     # Still shuffled: consecutive batches are not in length order.
     maxima = [lengths[b].max() for b in grouped]
     assert maxima != sorted(maxima)
+
+
+def test_a_refused_student_with_cut_heads_is_distilled_again_with_every_head(tiny_model, onnx_fp32, tmp_path,
+                                                                              monkeypatch):
+    """The control flow of build_student (distillation and gates themselves are tested above):
+    stand-ins record which head counts were distilled and refuse the cut one."""
+    import shoprank.convert.student as student
+
+    distilled = []
+
+    def distill(teacher, layers, out_dir, epochs, lr, weight, intermediate, heads, activation):
+        distilled.append(heads)
+        return {"train_seconds": 0, "best": {"ndcg@10": 0.5}}
+
+    def gate(teacher, teacher_onnx, out_dir, onnx_dir, valid, max_drop, log):
+        passed = distilled[-1] == 0
+        return [{"activations": "calibrated", "float_layers": [], "passed": passed,
+                 "reason": None if passed else "loses too much"}]
+
+    monkeypatch.setattr(student, "distill_student", distill)
+    monkeypatch.setattr(student, "_quantize_and_gate", gate)
+    onnx_dir = tmp_path / "onnx"
+    onnx_dir.mkdir()
+    lines = []
+    report = student.build_student(tiny_model, onnx_fp32, layers=1, out_dir=tmp_path / "s", onnx_dir=onnx_dir,
+                                   heads=1, activation="relu", log=lines.append)
+    assert distilled == [1, 0] and report["passed"] and (report["heads"], report["activation"]) == (0, "")
+    assert [(r["heads"], r["activation"]) for r in report["refused_before"]] == [(1, "relu")]
+    assert ("student with 1 attention heads a layer and relu refused: distilling it again with every attention "
+            "head and the teacher's activation") in lines
+    assert json.loads((onnx_dir / "distill_gate.json").read_text())["heads"] == 0
+
+    distilled.clear()  # no cut asked: one distillation, and its refusal is final
+    with pytest.raises(student.GateRefused):
+        monkeypatch.setattr(student, "_quantize_and_gate", lambda *a: [{"passed": False, "reason": "no"}])
+        student.build_student(tiny_model, onnx_fp32, layers=1, out_dir=tmp_path / "s", onnx_dir=onnx_dir, heads=0,
+                              activation="", log=lines.append)
+    assert distilled == [0]
