@@ -59,10 +59,10 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
     onnx_dir = Path(onnx_dir or config.ARTIFACTS_DIR / f"onnx-l{layers}")
     int8 = config.onnx_file("int8", onnx_dir)
     valid = model_pairs(teacher, "valid")  # the teacher's validation queries, read once
-    refused = []
+    attempts = []
     for cut, act in ([(heads, activation), (0, "")] if heads or activation else [(0, "")]):
-        if refused:
-            log(f"student with {_shape(refused[-1]['heads'], refused[-1]['activation'])} refused: distilling it "
+        if attempts:
+            log(f"student with {_shape(attempts[-1]['heads'], attempts[-1]['activation'])} refused: distilling it "
                 f"again with {_shape(0, '')}")
         summary = distill_student(teacher, layers, out_dir, epochs, lr, distill_weight, intermediate, cut, act)
         log(f"student: {layers} layers, feed-forward blocks of at most {intermediate or 'all'} units, "
@@ -72,10 +72,10 @@ def build_student(teacher: str | Path = config.MODEL_DIR, teacher_onnx: str | Pa
         report = {"teacher": str(teacher), "student": str(out_dir), "layers": layers, "intermediate": intermediate,
                   "heads": cut, "activation": act, "int8": str(int8), "tried": tried,
                   "passed": bool(tried and tried[-1].get("passed"))}
+        attempts.append(report)
         if report["passed"]:
             break
-        refused.append(report)
-    report["refused_before"] = refused[:-1] if not report["passed"] else refused
+    report["refused_before"] = attempts[:-1]
     (onnx_dir / "distill_gate.json").write_text(json.dumps(report, indent=2, default=float))
     if not report["passed"]:
         int8.unlink(missing_ok=True)
