@@ -15,8 +15,16 @@ def rank_logits(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]
 
     Ties keep the candidates' original order (stable sort), so results are deterministic.
     """
+    indices, scores, _ = ranked(logits, top_k)
+    return indices, scores
+
+
+def ranked(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rank_logits' (indices, scores) and every candidate's click probability in request order
+    (the sorter's score histogram): the sigmoid runs once."""
     logits = np.asarray(logits, dtype=np.float32).reshape(-1)
     order = np.argsort(-logits, kind="stable")
     if top_k:
         order = order[:top_k]
-    return order.astype(np.int32), sigmoid(logits[order])
+    probabilities = sigmoid(logits)
+    return order.astype(np.int32), probabilities[order], probabilities

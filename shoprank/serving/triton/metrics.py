@@ -36,7 +36,6 @@ import time
 import numpy as np
 
 from ... import config
-from ..engine import sigmoid
 
 INITIALIZATIONS = "shoprank_model_initializations_total"
 START_TIME = "shoprank_model_start_time_seconds"
@@ -173,11 +172,6 @@ class ModelMetrics:
             self._profiles[name].increment(count)
         self._profile_counts.clear()
         self._profile_flushed = now
-
-    def logits(self, logits: np.ndarray) -> None:
-        """Every candidate's click probability (sigmoid of its logit) into the score histogram."""
-        if self._scores is not None:
-            self.probabilities(sigmoid(np.asarray(logits, dtype=np.float32).reshape(-1)))
 
     def probabilities(self, probabilities: np.ndarray) -> None:
         """Every candidate's click probability, computed already, into the score histogram."""

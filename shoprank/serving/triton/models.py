@@ -188,7 +188,7 @@ class SorterModel:
             self.personal = ScoringHead.load(_version_dir(args) / params["personal"])
 
     def execute(self, requests):
-        from ..sorter import rank_logits
+        from ..sorter import ranked
 
         responses = []
         for request in requests:
@@ -203,9 +203,9 @@ class SorterModel:
                     if behaviour is not None:
                         logits = personal_logits(self.personal, logits.reshape(-1), behaviour.as_numpy())
                 if rules is None and not self.rules_defaults:  # today's path, untouched
-                    indices, scores = rank_logits(logits, top_k)
+                    indices, scores, probabilities = ranked(logits, top_k)
                     outputs = [pb_utils.Tensor(config.INDICES, indices), pb_utils.Tensor(config.SCORES, scores)]
-                    self.metrics.logits(logits)
+                    self.metrics.probabilities(probabilities)
                 else:
                     outputs = self._with_rules(request, logits, top_k, None if rules is None else rules[0])
             except RequestError as exc:

@@ -5,7 +5,7 @@ import pytest
 from shoprank import config
 from shoprank.errors import RequestError
 from shoprank.serving.request import check_top_k, decode_request
-from shoprank.serving.sorter import rank_logits
+from shoprank.serving.sorter import rank_logits, ranked
 
 
 def test_rank_logits_orders_best_first_and_cuts_to_top_k():
@@ -15,6 +15,15 @@ def test_rank_logits_orders_best_first_and_cuts_to_top_k():
     assert indices.dtype == np.int32 and scores.dtype == np.float32
     assert rank_logits(np.array([0.0, 2.0, -1.0, 1.0]), 2)[0].tolist() == [1, 3]
     assert rank_logits(np.array([0.0, 2.0]), 5)[0].tolist() == [1, 0]
+
+
+def test_ranked_gives_every_probability_in_request_order():
+    """The sorter's histogram reads every candidate's probability from the same sigmoid as the page."""
+    logits = np.array([[0.0], [2.0], [-1.0], [1.0]], np.float32)
+    indices, scores, probabilities = ranked(logits, 2)
+    np.testing.assert_array_equal(probabilities, rank_logits(logits, 0)[1][np.argsort(rank_logits(logits, 0)[0])])
+    assert indices.tolist() == [1, 3] and probabilities.shape == (4,)
+    np.testing.assert_array_equal(scores, probabilities[[1, 3]])
 
 
 def test_ties_keep_candidate_order():
