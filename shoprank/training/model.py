@@ -32,11 +32,12 @@ def load_cross_encoder(model_dir: str | Path):
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
-    heads = getattr(AutoConfig.from_pretrained(str(model_dir)), HEADS_KEPT, None)
+    cfg = AutoConfig.from_pretrained(str(model_dir), num_labels=1)
+    heads = getattr(cfg, HEADS_KEPT, None)
     if not heads:
-        return AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), num_labels=1, attn_implementation="eager")
-    return _load_with_heads_cut(model_dir, int(heads))
+        return AutoModelForSequenceClassification.from_pretrained(str(model_dir), config=cfg,
+                                                                  attn_implementation="eager")
+    return _load_with_heads_cut(model_dir, cfg, int(heads))
 
 
 # config.json key of a model whose attention was cut (keep_heads): Transformers has no setting for
@@ -45,15 +46,14 @@ def load_cross_encoder(model_dir: str | Path):
 HEADS_KEPT = "shoprank_attention_heads"
 
 
-def _load_with_heads_cut(model_dir: Path, heads: int):
+def _load_with_heads_cut(model_dir: Path, cfg, heads: int):
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     weights = model_dir / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{model_dir}: its attention was cut to {heads} heads, which loads only "
                                 "from one model.safetensors file, and there is none")
-    cfg = AutoConfig.from_pretrained(str(model_dir), num_labels=1)
     model = AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager")
     for layer in _encoder_layers(model, "cut its attention heads"):
         _narrow_attention(layer, list(range(heads)))
@@ -68,27 +68,40 @@ def _encoder_layers(model, what: str):
     return layers
 
 
+def _rows(linear, index):
+    """A copy of `linear` that computes only its outputs `index` (rows of weight and bias)."""
+    import torch
+
+    new = torch.nn.Linear(linear.in_features, len(index))
+    with torch.no_grad():
+        new.weight.copy_(linear.weight[index])
+        new.bias.copy_(linear.bias[index])
+    return new
+
+
+def _columns(linear, index):
+    """A copy of `linear` that reads only its inputs `index` (columns of weight; same bias)."""
+    import torch
+
+    new = torch.nn.Linear(len(index), linear.out_features)
+    with torch.no_grad():
+        new.weight.copy_(linear.weight[:, index])
+        new.bias.copy_(linear.bias)
+    return new
+
+
 def _narrow_attention(layer, heads: list[int]) -> None:
     """Keep only `heads` (indices) of a BERT layer's self-attention: the query, key and value rows
     of each and the output columns they feed. The forward pass takes the head count from the
     projections' width, so nothing else changes."""
     import torch
 
-    attention, out = layer.attention.self, layer.attention.output.dense
+    attention = layer.attention.self
     size = attention.attention_head_size
     rows = (torch.tensor(heads)[:, None] * size + torch.arange(size)).reshape(-1)
     for name in ("query", "key", "value"):
-        old = getattr(attention, name)
-        new = torch.nn.Linear(old.in_features, len(rows))
-        with torch.no_grad():
-            new.weight.copy_(old.weight[rows])
-            new.bias.copy_(old.bias[rows])
-        setattr(attention, name, new)
-    new_out = torch.nn.Linear(len(rows), out.out_features)
-    with torch.no_grad():
-        new_out.weight.copy_(out.weight[:, rows])
-        new_out.bias.copy_(out.bias)
-    layer.attention.output.dense = new_out
+        setattr(attention, name, _rows(getattr(attention, name), rows))
+    layer.attention.output.dense = _columns(layer.attention.output.dense, rows)
     attention.num_attention_heads, attention.all_head_size = len(heads), len(rows)
 
 
@@ -152,15 +165,12 @@ def keep_layers(model, count: int) -> list[int]:
     """
     import torch
 
-    encoder = getattr(model.base_model, "encoder", None)
-    layers = getattr(encoder, "layer", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has no encoder.layer list: cannot drop layers")
+    layers = _encoder_layers(model, "drop layers")
     total = len(layers)
     if not 1 <= count <= total:
         raise ValueError(f"keep_layers must be 1..{total}, got {count}")
     keep = sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
-    encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
+    model.base_model.encoder.layer = torch.nn.ModuleList([layers[i] for i in keep])
     model.config.num_hidden_layers = len(keep)
     return keep
 
@@ -185,13 +195,7 @@ def keep_intermediate(model, size: int) -> None:
         up, down = layer.intermediate.dense, layer.output.dense
         importance = up.weight.norm(dim=1) * down.weight.norm(dim=0)
         keep = torch.sort(torch.topk(importance, size).indices).values
-        new_up, new_down = torch.nn.Linear(up.in_features, size), torch.nn.Linear(size, down.out_features)
-        with torch.no_grad():
-            new_up.weight.copy_(up.weight[keep])
-            new_up.bias.copy_(up.bias[keep])
-            new_down.weight.copy_(down.weight[:, keep])
-            new_down.bias.copy_(down.bias)
-        layer.intermediate.dense, layer.output.dense = new_up, new_down
+        layer.intermediate.dense, layer.output.dense = _rows(up, keep), _columns(down, keep)
     model.config.intermediate_size = size
 
 
