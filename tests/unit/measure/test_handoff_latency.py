@@ -16,3 +16,8 @@ def test_round_trips_are_timed_once_each_and_sorted():
     times = _script().round_trips(0.0, 20)
     assert len(times) == 20 and times == sorted(times)
     assert times[0] > 0  # a write and a read through another process: never free
+
+
+def test_work_after_idle_times_each_trip():
+    times = _script().work_after_idle(0.0, 5)
+    assert len(times) == 5 and times == sorted(times) and times[0] > 0
