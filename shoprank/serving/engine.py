@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,11 +60,12 @@ class OrtEngine:
     """Scores engine inputs (int32 [N, L]) -> logits float32 [N].
 
     chunk_tokens > 0: length-aware execution (see config.ENGINE_CHUNK_TOKENS), the chunks run side by
-    side on `threads` workers (0: one per core), each chunk on one core; 0: one call over the batch
-    as padded, on `threads` cores. A row's logit depends only on that row, so it is the same whichever rows
-    share its call or chunk (other candidates, other requests the batcher merged), up to float
-    rounding (padding is masked), for FP32, static (QDQ) INT8 and `make int8`'s INT8, which
-    quantizes activations with one scale per row (shoprank.convert.per_row). Not so for ONNX
+    side on `threads` workers (0: one per core; the calling thread is one of them), each chunk on
+    one core; 0: one call over the batch as padded, on `threads` cores. A row's logit depends only
+    on that row, so it is the same whichever rows share its call or chunk (other candidates, other
+    requests the batcher merged), up to float rounding (padding is masked), for FP32, static (QDQ)
+    INT8 and `make int8`'s INT8, which quantizes activations with one scale per row
+    (shoprank.convert.per_row). Not so for ONNX
     Runtime's plain dynamic INT8 (`shoprank int8 --activations per-tensor`): its activation
     scale is taken over the whole call, so its scores move with the grouping and with the
     requests merged in (reports/isolation.md).
@@ -84,7 +86,12 @@ class OrtEngine:
         options = session_options(1 if self.chunk_tokens else threads, spinning)
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
                                             disabled_optimizers=list(disabled_optimizers))
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="engine") if self.workers > 1 else None
+        # The calling thread scores chunks too, beside workers - 1 helpers: it is awake already,
+        # where handing every chunk to a pool thread and sleeping until they finish adds a thread
+        # wake at each end of the call (docs/benchmark.md, "What made it fast"). Chunks run at most
+        # `workers` at a time, however many threads call at once.
+        self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="engine") if self.workers > 1 else None
+        self._cores = threading.BoundedSemaphore(self.workers)
 
     def _run(self, feeds: dict) -> np.ndarray:
         return self.session.run([config.ENGINE_OUTPUT], feeds)[0].reshape(-1).astype(np.float32)
@@ -101,14 +108,24 @@ class OrtEngine:
         budget = min(self.chunk_tokens, max(int(lengths.max()), math.ceil(int(lengths.sum()) / self.workers)))
         chunks = length_chunks(lengths, budget)[::-1]   # longest first: the workers finish together
 
-        def score(idx: np.ndarray) -> np.ndarray:
-            width = int(lengths[idx[-1]])
-            return self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
-
         out = np.empty(rows, dtype=np.float32)
-        results = self._pool.map(score, chunks) if self._pool and len(chunks) > 1 else map(score, chunks)
-        for idx, logits in zip(chunks, results):
-            out[idx] = logits
+        pending, lock = iter(chunks), threading.Lock()
+
+        def score_pending() -> None:
+            while True:
+                with lock:
+                    idx = next(pending, None)
+                if idx is None:
+                    return
+                width = int(lengths[idx[-1]])
+                with self._cores:
+                    out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+
+        helpers = [self._pool.submit(score_pending) for _ in range(min(self.workers, len(chunks)) - 1)]
+        score_pending()
+        for helper in helpers:
+            if not helper.cancel():  # one still queued behind other calls' helpers has nothing left
+                helper.result()
         return out
 
 

@@ -56,3 +56,37 @@ def test_workers_score_a_requests_chunks_side_by_side_with_the_same_logits(tiny_
     engine._run = lambda feeds: threads.add(threading.current_thread().name) or run(feeds)
     np.testing.assert_allclose(engine.logits(batch), alone, atol=1e-6)
     assert len(threads) > 1     # a request this small is still cut into one chunk per worker
+    assert threading.current_thread().name in threads  # the caller is one of the workers
+
+
+def test_concurrent_callers_share_the_workers_and_get_their_own_logits(tiny_model, onnx_int8, valid_pairs):
+    """The calling thread scores chunks beside the helpers; however many threads call at once, at
+    most `workers` chunks run together, and each caller gets its own rows' logits."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = PairEncoder.from_dir(tiny_model, max_length=48)
+    texts = valid_pairs["text"].drop_duplicates().tolist()[:40]
+    batches = [encoder.encode(query, texts[i::4]) for i, query in enumerate(["drill", "paint", "hose", "lamp"])]
+    alone = [OrtEngine(onnx_int8, threads=1).logits(b) for b in batches]
+    engine, lock, running, most = OrtEngine(onnx_int8, threads=2), threading.Lock(), [0], [0]
+    run = engine._run
+
+    def counted(feeds):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)  # long enough for the callers to overlap
+        try:
+            return run(feeds)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    engine._run = counted
+    with ThreadPoolExecutor(4) as callers:
+        results = list(callers.map(engine.logits, batches * 3))
+    for got, want in zip(results, alone * 3):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert most[0] == 2
