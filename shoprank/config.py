@@ -111,8 +111,11 @@ ENGINE_THREADS = _env("ENGINE_THREADS", 0)
 ENGINE_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 # Rows are scored in length-sorted chunks of at most this many tokens (rows x the chunk's
 # longest pair), each cut to its own longest pair: on CPU every padded position costs as much
-# as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache.
-ENGINE_CHUNK_TOKENS = 256
+# as a real token, and titles vary from ~10 to 60 tokens. Small chunks also stay in cache, and
+# the cores finish a request's last chunks closer together. 128 favours lists of tens of
+# candidates; 256 was as fast for hundreds, at a little more throughput (docs/benchmark.md,
+# "What made it fast").
+ENGINE_CHUNK_TOKENS = _env("ENGINE_CHUNK_TOKENS", 128)
 # ONNX Runtime's worker threads spin between calls by default. Here they share the cores with
 # the tokenizer, the other Triton steps and other processes, so they sleep instead.
 ENGINE_SPINNING = False
