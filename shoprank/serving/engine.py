@@ -111,17 +111,22 @@ class OrtEngine:
         out = np.empty(rows, dtype=np.float32)
         pending, lock = iter(chunks), threading.Lock()
 
+        def score(idx: np.ndarray) -> None:
+            width = int(lengths[idx[-1]])
+            with self._cores:
+                out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+
         def score_pending() -> None:
             while True:
                 with lock:
                     idx = next(pending, None)
                 if idx is None:
                     return
-                width = int(lengths[idx[-1]])
-                with self._cores:
-                    out[idx] = self._run({k: np.ascontiguousarray(v[idx, :width]) for k, v in feeds.items()})
+                score(idx)
 
+        first = next(pending)  # the caller's own, the longest: it starts before any helper wakes
         helpers = [self._pool.submit(score_pending) for _ in range(min(self.workers, len(chunks)) - 1)]
+        score(first)
         score_pending()
         for helper in helpers:
             if not helper.cancel():  # one still queued behind other calls' helpers has nothing left
