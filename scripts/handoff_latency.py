@@ -80,5 +80,6 @@ def main() -> None:
     for gap in args.gaps_ms:
         print(f"idle {gap:5.1f} ms before argsort + sigmoid of 50: {_p50_p90(work_after_idle(gap / 1000, args.trips))}")
 
+
 if __name__ == "__main__":
     main()

@@ -65,10 +65,9 @@ class OrtEngine:
     on that row, so it is the same whichever rows share its call or chunk (other candidates, other
     requests the batcher merged), up to float rounding (padding is masked), for FP32, static (QDQ)
     INT8 and `make int8`'s INT8, which quantizes activations with one scale per row
-    (shoprank.convert.per_row). Not so for ONNX
-    Runtime's plain dynamic INT8 (`shoprank int8 --activations per-tensor`): its activation
-    scale is taken over the whole call, so its scores move with the grouping and with the
-    requests merged in (reports/isolation.md).
+    (shoprank.convert.per_row). Not so for ONNX Runtime's plain dynamic INT8 (`shoprank int8
+    --activations per-tensor`): its activation scale is taken over the whole call, so its scores
+    move with the grouping and with the requests merged in (reports/isolation.md).
     """
 
     def __init__(self, onnx_path: str | Path, threads: int = config.ENGINE_THREADS,
